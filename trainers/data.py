@@ -1,0 +1,91 @@
+"""Training data: rows from the embedded world or JSONL files, tokenized with `datasets`.
+
+A step-SFT row is `{"question": str, "steps": [str, ...]}` (the question goes through the
+step format's prompt template) or `{"prompt": str, "steps": [...]}` (used verbatim).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+from datasets import Dataset
+
+from engine.format import StepFormat
+
+IGNORE_INDEX = -100  # label value that the loss ignores
+
+
+class DataError(ValueError):
+    """A malformed dataset row or file; the message names the file and line."""
+
+
+def arith_sft_rows(problems: Iterable[Any]) -> list[dict]:
+    """Reference solutions of embedded-world problems as step-SFT rows."""
+    return [{"question": p.question, "steps": list(p.steps)} for p in problems]
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"dataset file not found: {path}")
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    return rows
+
+
+def check_sft_row(row: dict, where: str) -> None:
+    if not isinstance(row.get("prompt", row.get("question")), str):
+        raise DataError(f"{where}: needs a string 'question' or 'prompt'")
+    steps = row.get("steps")
+    if not isinstance(steps, list) or not steps or not all(isinstance(s, str) for s in steps):
+        raise DataError(f"{where}: 'steps' must be a non-empty list of strings")
+
+
+def load_sft_jsonl(path: str | Path) -> list[dict]:
+    rows = read_jsonl(path)
+    for i, row in enumerate(rows):
+        check_sft_row(row, f"{path}: row {i + 1}")
+    return rows
+
+
+def tokenize_sft(row: dict, tokenizer, fmt: StepFormat) -> dict:
+    """prompt + step1 SEP ... stepK SEP EOS, with labels only on the response.
+
+    labels[t] = input_ids[t] on response tokens and IGNORE_INDEX on the prompt. They are
+    aligned with input_ids (not shifted): the causal-LM loss shifts them once, inside the
+    model (logits[t] predicts labels[t + 1]).
+    """
+    prompt = row["prompt"] if "prompt" in row else fmt.prompt(row["question"])
+    prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    response_ids = tokenizer(fmt.join_steps(row["steps"], finished=True), add_special_tokens=False)["input_ids"]
+    return {
+        "input_ids": prompt_ids + response_ids,
+        "labels": [IGNORE_INDEX] * len(prompt_ids) + response_ids,
+    }
+
+
+def sft_dataset(rows: list[dict], tokenizer, fmt: StepFormat, max_length: int) -> Dataset:
+    """Tokenized step-SFT dataset; rows longer than max_length are dropped (with a count)."""
+    ds = Dataset.from_list(rows).map(
+        tokenize_sft, fn_kwargs={"tokenizer": tokenizer, "fmt": fmt}, remove_columns=list(rows[0].keys()), desc="tokenize"
+    )
+    kept = ds.filter(lambda ex: len(ex["input_ids"]) <= max_length, desc="length filter")
+    if len(kept) < len(ds):
+        print(f"dropped {len(ds) - len(kept)} of {len(ds)} rows longer than max_length={max_length}")
+    if len(kept) == 0:
+        raise DataError(f"every row is longer than max_length={max_length}")
+    return kept

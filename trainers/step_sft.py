@@ -1,0 +1,146 @@
+"""Step-SFT: teach a causal LM to answer `prompt` with `step1 SEP step2 SEP ... EOS`.
+
+    python -m trainers.step_sft --output_dir models/policy            # the default policy
+    python -m trainers.step_sft --init_model DIR --train_file rows.jsonl --output_dir out
+
+The loss covers response tokens only (the prompt's labels are -100). Without
+--init_model a fresh Llama is built from the size options and the embedded world's
+character tokenizer; with it, any local HF causal-LM directory is fine-tuned. The loop is
+transformers' Trainer, so --gradient_accumulation_steps, --save_steps, logging and
+`torchrun`/`accelerate launch` work as usual. Rerunning with the same --output_dir
+resumes from its last checkpoint. The result is a plain HF model directory.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    DataCollatorForSeq2Seq,
+    HfArgumentParser,
+    LlamaConfig,
+    LlamaForCausalLM,
+    Trainer,
+    TrainingArguments,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+from engine.format import StepFormat
+from engine.models import ModelDirError, check_model_dir, load_tokenizer
+from evals.tasks import arith
+from trainers.data import DataError, arith_sft_rows, load_sft_jsonl, sft_dataset
+from trainers.tokenizer import build_char_tokenizer
+
+
+@dataclass
+class StepSFTConfig(TrainingArguments):
+    """Step-SFT options; every transformers TrainingArguments option is accepted too."""
+
+    init_model: str | None = field(default=None, metadata={"help": "Local HF causal-LM directory to fine-tune. Default: a fresh Llama from the size options."})
+    train_file: str | None = field(default=None, metadata={"help": "JSONL rows {'question' or 'prompt', 'steps': [...]}. Default: the embedded arith train split."})
+    max_train_rows: int | None = field(default=None, metadata={"help": "Use at most this many training rows."})
+    max_length: int = field(default=512, metadata={"help": "Drop rows longer than this many tokens."})
+    sep: str = field(default=StepFormat.sep, metadata={"help": "Step separator token."})
+    eos: str = field(default=StepFormat.eos, metadata={"help": "End-of-sequence token."})
+    prompt_template: str = field(default=StepFormat.prompt_template, metadata={"help": "Prompt template with {question}."})
+    hidden_size: int = field(default=256, metadata={"help": "Fresh model: width."})
+    num_layers: int = field(default=4, metadata={"help": "Fresh model: transformer layers."})
+    num_heads: int = field(default=4, metadata={"help": "Fresh model: attention heads."})
+    intermediate_size: int = field(default=768, metadata={"help": "Fresh model: MLP width."})
+    eval_problems: int = field(default=200, metadata={"help": "After training, greedy accuracy on this many dev problems (0: skip)."})
+    # Defaults that differ from TrainingArguments', tuned for the embedded world on a CPU.
+    output_dir: str = field(default="models/policy", metadata={"help": "Where checkpoints and the final model go."})
+    max_steps: int = field(default=5000, metadata={"help": "Total optimizer steps."})
+    per_device_train_batch_size: int = field(default=64, metadata={"help": "Batch size per device."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate."})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
+    warmup_steps: float = field(default=200, metadata={"help": "Linear warm-up steps."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    logging_steps: float = field(default=100, metadata={"help": "Log every this many steps."})
+    save_steps: float = field(default=500, metadata={"help": "Checkpoint every this many steps."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Keep at most this many checkpoints."})
+    dataloader_drop_last: bool = field(default=True, metadata={"help": "Drop the last incomplete batch."})
+
+    @property
+    def step_format(self) -> StepFormat:
+        return StepFormat(sep=self.sep, eos=self.eos, prompt_template=self.prompt_template)
+
+
+def fresh_llama(cfg: StepSFTConfig, tokenizer) -> LlamaForCausalLM:
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_heads,
+        intermediate_size=cfg.intermediate_size,
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(cfg.seed)
+    return LlamaForCausalLM(config)
+
+
+def load_model_and_tokenizer(cfg: StepSFTConfig):
+    fmt = cfg.step_format
+    if cfg.init_model is None:
+        tokenizer = build_char_tokenizer(fmt)
+        return fresh_llama(cfg, tokenizer), tokenizer
+    path = check_model_dir(cfg.init_model, "init model")
+    tokenizer = load_tokenizer(path, fmt, "init model")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32), tokenizer
+
+
+def train(cfg: StepSFTConfig) -> Path:
+    fmt = cfg.step_format
+    model, tokenizer = load_model_and_tokenizer(cfg)
+    rows = load_sft_jsonl(cfg.train_file) if cfg.train_file else arith_sft_rows(arith.load_split("train"))
+    rows = rows[: cfg.max_train_rows] if cfg.max_train_rows else rows
+    dataset = sft_dataset(rows, tokenizer, fmt, cfg.max_length)
+    print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; {len(dataset)} training rows")
+
+    trainer = Trainer(
+        model=model,
+        args=cfg,
+        train_dataset=dataset,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True),
+        processing_class=tokenizer,
+    )
+    last = get_last_checkpoint(cfg.output_dir) if Path(cfg.output_dir).is_dir() else None
+    if last:
+        print(f"resuming from {last}")
+    trainer.train(resume_from_checkpoint=last)
+    trainer.save_model(cfg.output_dir)  # config + safetensors + tokenizer
+    model.generation_config.save_pretrained(cfg.output_dir)
+
+    out = Path(cfg.output_dir)
+    if cfg.eval_problems and not cfg.train_file:
+        from evals.greedy import greedy_report
+
+        report = greedy_report(model, tokenizer, fmt, arith.load_split("dev")[: cfg.eval_problems])
+        print(f"dev greedy accuracy: {report}")
+        (out / "dev_greedy.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "train_config.json").write_text(json.dumps({k: str(v) for k, v in asdict(cfg).items()}, indent=2) + "\n")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    (cfg,) = HfArgumentParser(StepSFTConfig).parse_args_into_dataclasses(argv)
+    try:
+        train(cfg)
+    except (ModelDirError, DataError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()
