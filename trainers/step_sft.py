@@ -65,6 +65,7 @@ class StepSFTConfig(TrainingArguments):
     save_steps: float = field(default=500, metadata={"help": "Checkpoint every this many steps."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Keep at most this many checkpoints."})
     dataloader_drop_last: bool = field(default=True, metadata={"help": "Drop the last incomplete batch."})
+    dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin batches in memory (only useful on a GPU)."})
 
     @property
     def step_format(self) -> StepFormat:
@@ -101,7 +102,7 @@ def load_model_and_tokenizer(cfg: StepSFTConfig):
     return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32), tokenizer
 
 
-def train(cfg: StepSFTConfig) -> Path:
+def train(cfg: StepSFTConfig) -> Trainer:
     fmt = cfg.step_format
     model, tokenizer = load_model_and_tokenizer(cfg)
     rows = load_sft_jsonl(cfg.train_file) if cfg.train_file else arith_sft_rows(arith.load_split("train"))
@@ -131,7 +132,7 @@ def train(cfg: StepSFTConfig) -> Path:
         print(f"dev greedy accuracy: {report}")
         (out / "dev_greedy.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "train_config.json").write_text(json.dumps({k: str(v) for k, v in asdict(cfg).items()}, indent=2) + "\n")
-    return out
+    return trainer
 
 
 def main(argv: list[str] | None = None) -> None:
