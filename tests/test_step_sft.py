@@ -6,6 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from engine.encoding import StepEncoder
 from engine.format import ARITH_FORMAT
 from evals.greedy import greedy_steps
 from evals.tasks import arith
@@ -19,14 +20,14 @@ TINY = dict(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128, pe
 
 def test_labels_cover_exactly_the_response():
     tok = build_char_tokenizer()
-    ex = tokenize_sft({"question": "2*3+1", "steps": ["6+1", "7"]}, tok, ARITH_FORMAT)
+    ex = tokenize_sft({"question": "2*3+1", "steps": ["6+1", "7"]}, StepEncoder(tok, ARITH_FORMAT))
     prompt = tok("2*3+1=")["input_ids"]  # <s> 2 * 3 + 1 =
     response = tok("6+1<sep>7<sep></s>", add_special_tokens=False)["input_ids"]
     assert len(prompt) == 7 and len(response) == 3 + 1 + 1 + 1 + 1
     assert ex["input_ids"] == prompt + response
     assert ex["labels"] == [IGNORE_INDEX] * 7 + response
     # a verbatim prompt skips the template
-    ex2 = tokenize_sft({"prompt": "Q", "steps": ["a"]}, tok, ARITH_FORMAT)
+    ex2 = tokenize_sft({"prompt": "Q", "steps": ["a"]}, StepEncoder(tok, ARITH_FORMAT))
     assert ex2["labels"] == [IGNORE_INDEX, IGNORE_INDEX] + tok("a<sep></s>", add_special_tokens=False)["input_ids"]
 
 
@@ -34,7 +35,7 @@ def test_model_loss_is_the_response_nll_shifted_once():
     tok = build_char_tokenizer()
     cfg = StepSFTConfig(output_dir="unused", **{k: v for k, v in TINY.items() if k in ("hidden_size", "num_layers", "num_heads", "intermediate_size")})
     model = fresh_llama(cfg, tok)
-    ex = tokenize_sft({"question": "12-3*4", "steps": ["12-12", "0"]}, tok, ARITH_FORMAT)
+    ex = tokenize_sft({"question": "12-3*4", "steps": ["12-12", "0"]}, StepEncoder(tok, ARITH_FORMAT))
     ids, labels = torch.tensor([ex["input_ids"]]), torch.tensor([ex["labels"]])
     out = model(input_ids=ids, labels=labels)
     logp = torch.log_softmax(out.logits[0].float(), -1)

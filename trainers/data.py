@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 from datasets import Dataset
 
-from engine.format import StepFormat
+from engine.encoding import StepEncoder
 
 IGNORE_INDEX = -100  # label value that the loss ignores
 
@@ -62,26 +62,25 @@ def load_sft_jsonl(path: str | Path) -> list[dict]:
     return rows
 
 
-def tokenize_sft(row: dict, tokenizer, fmt: StepFormat) -> dict:
+def tokenize_sft(row: dict, encoder: StepEncoder) -> dict:
     """prompt + step1 SEP ... stepK SEP EOS, with labels only on the response.
 
     labels[t] = input_ids[t] on response tokens and IGNORE_INDEX on the prompt. They are
     aligned with input_ids (not shifted): the causal-LM loss shifts them once, inside the
     model (logits[t] predicts labels[t + 1]).
     """
-    prompt = row["prompt"] if "prompt" in row else fmt.prompt(row["question"])
-    prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
-    response_ids = tokenizer(fmt.join_steps(row["steps"], finished=True), add_special_tokens=False)["input_ids"]
-    return {
-        "input_ids": prompt_ids + response_ids,
-        "labels": [IGNORE_INDEX] * len(prompt_ids) + response_ids,
-    }
+    if "prompt" in row:
+        prompt_ids = list(encoder.tokenizer(row["prompt"], add_special_tokens=True)["input_ids"])
+    else:
+        prompt_ids = list(encoder.prompt_ids(row["question"]))
+    response_ids = encoder.response_ids(row["steps"], finished=True)
+    return {"input_ids": prompt_ids + response_ids, "labels": [IGNORE_INDEX] * len(prompt_ids) + response_ids}
 
 
-def sft_dataset(rows: list[dict], tokenizer, fmt: StepFormat, max_length: int) -> Dataset:
+def sft_dataset(rows: list[dict], encoder: StepEncoder, max_length: int) -> Dataset:
     """Tokenized step-SFT dataset; rows longer than max_length are dropped (with a count)."""
     ds = Dataset.from_list(rows).map(
-        tokenize_sft, fn_kwargs={"tokenizer": tokenizer, "fmt": fmt}, remove_columns=list(rows[0].keys()), desc="tokenize"
+        tokenize_sft, fn_kwargs={"encoder": encoder}, remove_columns=list(rows[0].keys()), desc="tokenize"
     )
     kept = ds.filter(lambda ex: len(ex["input_ids"]) <= max_length, desc="length filter")
     if len(kept) < len(ds):

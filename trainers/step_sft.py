@@ -30,6 +30,7 @@ from transformers import (
 )
 from transformers.trainer_utils import get_last_checkpoint
 
+from engine.encoding import StepEncoder
 from engine.format import StepFormat
 from engine.models import ModelDirError, check_model_dir, load_tokenizer
 from evals.tasks import arith
@@ -107,7 +108,7 @@ def train(cfg: StepSFTConfig) -> Trainer:
     model, tokenizer = load_model_and_tokenizer(cfg)
     rows = load_sft_jsonl(cfg.train_file) if cfg.train_file else arith_sft_rows(arith.load_split("train"))
     rows = rows[: cfg.max_train_rows] if cfg.max_train_rows else rows
-    dataset = sft_dataset(rows, tokenizer, fmt, cfg.max_length)
+    dataset = sft_dataset(rows, StepEncoder(tokenizer, fmt), cfg.max_length)
     print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; {len(dataset)} training rows")
 
     trainer = Trainer(

@@ -1,0 +1,57 @@
+"""Token ids of paths: the one place where (question, steps) become tokens.
+
+Policy, PRM scorers and trainers all encode through `StepEncoder`, so the tokens a PRM
+was trained on are the tokens it scores, and the KV of a scored prefix is reusable: a
+path's ids are the prompt's ids followed by each step's ids and one SEP token, so a
+path's ids always start with its parent's ids.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Sequence
+
+from engine.format import StepFormat
+from engine.models import token_id
+
+
+class StepEncoder:
+    def __init__(self, tokenizer, fmt: StepFormat, where: str = "model", labels: bool = False):
+        self.tokenizer = tokenizer
+        self.fmt = fmt
+        self.sep_id = token_id(tokenizer, fmt.sep, "step separator", where)
+        self.eos_id = token_id(tokenizer, fmt.eos, "end-of-sequence token", where)
+        self.positive_id = token_id(tokenizer, fmt.positive, "Positive label", where) if labels else None
+        self.negative_id = token_id(tokenizer, fmt.negative, "Negative label", where) if labels else None
+        self._prompt_ids = lru_cache(maxsize=65536)(self._encode_prompt)
+        self._step_ids = lru_cache(maxsize=262144)(self._encode_step)
+
+    def _encode_prompt(self, question: str) -> tuple[int, ...]:
+        return tuple(self.tokenizer(self.fmt.prompt(question), add_special_tokens=True)["input_ids"])
+
+    def _encode_step(self, step: str) -> tuple[int, ...]:
+        if self.fmt.sep in step:
+            raise ValueError(f"step {step!r} contains the separator {self.fmt.sep!r}")
+        return tuple(self.tokenizer(step, add_special_tokens=False)["input_ids"]) + (self.sep_id,)
+
+    def prompt_ids(self, question: str) -> tuple[int, ...]:
+        return self._prompt_ids(question)
+
+    def response_ids(self, steps: Sequence[str], finished: bool = False) -> list[int]:
+        """step1 SEP ... stepK SEP [EOS]."""
+        ids = [i for step in steps for i in self._step_ids(step)]
+        return ids + [self.eos_id] if finished else ids
+
+    def path_ids(self, question: str, steps: Sequence[str], finished: bool = False) -> tuple[list[int], list[int]]:
+        """(ids, sep_positions): prompt + step1 SEP ... stepK SEP [EOS], and where each SEP sits."""
+        ids = list(self._prompt_ids(question))
+        seps = []
+        for step in steps:
+            ids.extend(self._step_ids(step))
+            seps.append(len(ids) - 1)
+        if finished:
+            ids.append(self.eos_id)
+        return ids, seps
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=False)

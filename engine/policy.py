@@ -1,0 +1,167 @@
+"""The policy: a vLLM engine that proposes next steps and rolls paths out.
+
+    policy = Policy("models/policy")
+    out = policy.propose([Path("3+4*5")], n=4, temperature=0.8)
+    out.steps[0]   # 4 candidate Steps for the first path;  out.cost: what the call spent
+
+Each call is ONE batched `generate` over every path given (all open paths of all
+problems), with `n` samples per path, so vLLM's automatic prefix caching shares the KV of
+common prefixes. Prompts go in as token ids built by `StepEncoder`, the same ids the
+PRM and the trainers use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+from typing import Any, Sequence
+
+import engine  # noqa: F401  (sets the in-process vLLM default before vllm is imported)
+from engine.encoding import StepEncoder
+from engine.format import ARITH_FORMAT, StepFormat
+from engine.models import check_model_dir, load_tokenizer
+from engine.types import Cost, Path, Step, Timer
+
+
+@dataclass
+class EngineConfig:
+    """vLLM engine knobs, passed through to `vllm.LLM`."""
+
+    dtype: str = "float32"
+    max_model_len: int = 1024
+    block_size: int = 32  # the CPU backend wants a multiple of 32; prefix caching reuses full blocks only
+    enforce_eager: bool = True  # skip graph compilation: much faster start-up for small models
+    gpu_memory_utilization: float | None = None  # None: vLLM's default (on CPU use VLLM_CPU_KVCACHE_SPACE)
+    tensor_parallel_size: int = 1
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)  # any other vllm.LLM argument
+
+    def llm_kwargs(self) -> dict[str, Any]:
+        kwargs = dict(
+            dtype=self.dtype,
+            max_model_len=self.max_model_len,
+            block_size=self.block_size,
+            enforce_eager=self.enforce_eager,
+            tensor_parallel_size=self.tensor_parallel_size,
+            seed=self.seed,
+            enable_prefix_caching=True,
+        )
+        if self.gpu_memory_utilization is not None:
+            kwargs["gpu_memory_utilization"] = self.gpu_memory_utilization
+        return {**kwargs, **self.extra}
+
+
+class PromptTooLongError(ValueError):
+    pass
+
+
+@dataclass
+class Proposals:
+    steps: list[list[Step]]  # n candidates per path, in the order of the paths
+    cost: Cost
+
+
+@dataclass
+class Completions:
+    paths: list[list[Path]]  # n rollouts per path
+    cost: Cost
+
+
+class Policy:
+    def __init__(self, model_dir: str | FsPath, fmt: StepFormat = ARITH_FORMAT, config: EngineConfig | None = None):
+        from vllm import LLM
+
+        self.model_dir = check_model_dir(model_dir, "policy")
+        self.fmt = fmt
+        self.config = config or EngineConfig()
+        self.encoder = StepEncoder(load_tokenizer(self.model_dir, fmt, "policy"), fmt, f"policy {self.model_dir}")
+        self.llm = LLM(model=str(self.model_dir), **self.config.llm_kwargs())
+        self.max_model_len = self.llm.llm_engine.model_config.max_model_len
+        self.generate_calls = 0  # how many times vLLM's generate ran (tests count it)
+
+    # -- the two services -------------------------------------------------------------
+
+    def propose(self, paths: Sequence[Path], n: int, *, temperature: float = 0.8, top_p: float = 1.0, max_step_tokens: int = 64) -> Proposals:
+        """n candidate next steps for every path, from one generate call. Each ends in SEP or EOS."""
+        stop = [self.encoder.sep_id, self.encoder.eos_id]
+        outputs, cost = self._generate(paths, n, temperature, top_p, max_step_tokens, stop)
+        return Proposals(
+            [[self._to_step(o.token_ids, len(out.prompt_token_ids)) for o in out.outputs] for out in outputs], cost
+        )
+
+    def complete(self, paths: Sequence[Path], n: int, *, temperature: float = 0.8, top_p: float = 1.0, max_tokens: int = 512) -> Completions:
+        """n rollouts of every path to EOS (or max_tokens), from one generate call."""
+        outputs, cost = self._generate(paths, n, temperature, top_p, max_tokens, [self.encoder.eos_id])
+        return Completions([[self._to_path(p, o.token_ids) for o in out.outputs] for p, out in zip(paths, outputs)], cost)
+
+    # -- internals --------------------------------------------------------------------
+
+    def _generate(self, paths, n, temperature, top_p, max_tokens, stop_ids):
+        from vllm import SamplingParams, TokensPrompt
+
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        if any(p.finished for p in paths):
+            raise ValueError("cannot extend a finished path (it already ended with EOS)")
+        prompts, params = [], []
+        for path in paths:
+            ids, _ = self.encoder.path_ids(path.question, path.steps)
+            room = self.max_model_len - len(ids)
+            if room <= 0:
+                raise PromptTooLongError(
+                    f"path of {len(ids)} tokens does not fit max_model_len={self.max_model_len}: {self.fmt.prompt(path.question)[:80]!r}"
+                    + (f" + {len(path.steps)} steps" if path.steps else "")
+                )
+            prompts.append(TokensPrompt(prompt_token_ids=ids))
+            params.append(
+                SamplingParams(
+                    n=n, temperature=temperature, top_p=top_p, max_tokens=min(max_tokens, room),
+                    stop_token_ids=stop_ids, skip_special_tokens=False, detokenize=False,
+                )
+            )
+        with Timer() as timer:
+            outputs = self.llm.generate(prompts, params, use_tqdm=False) if prompts else []
+        self.generate_calls += 1
+        cost = Cost(
+            policy_calls=1,
+            prompt_tokens=sum(len(p["prompt_token_ids"]) for p in prompts),
+            cached_tokens=sum(out.num_cached_tokens or 0 for out in outputs),
+            generated_tokens=sum(len(o.token_ids) for out in outputs for o in out.outputs),
+            policy_seconds=timer.seconds,
+        )
+        return outputs, cost
+
+    def _text(self, ids: Sequence[int]) -> str:
+        text = self.encoder.decode(ids)
+        # a model can spell the separator out of plain characters; cut there
+        for marker in (self.fmt.sep, self.fmt.eos):
+            if marker and marker in text:
+                text = text[: text.index(marker)]
+        return text
+
+    def _to_step(self, ids: Sequence[int], prompt_len: int) -> Step:
+        ids = list(ids)
+        if ids and ids[-1] == self.encoder.eos_id:
+            return Step(self._text(ids[:-1]), finished=True, num_tokens=len(ids))
+        if ids and ids[-1] == self.encoder.sep_id:
+            return Step(self._text(ids[:-1]), num_tokens=len(ids))
+        # max_step_tokens ran out before SEP: close the step here, flagged. If the context is
+        # full too, the path cannot go on: it ends here.
+        out_of_context = prompt_len + len(ids) + 1 >= self.max_model_len
+        return Step(self._text(ids), truncated=True, finished=out_of_context, num_tokens=len(ids))
+
+    def _to_path(self, path: Path, ids: Sequence[int]) -> Path:
+        ids = list(ids)
+        finished = bool(ids) and ids[-1] == self.encoder.eos_id
+        if finished:
+            ids = ids[:-1]
+        chunks, current = [], []
+        for i in ids:
+            if i == self.encoder.sep_id:
+                chunks.append(current)
+                current = []
+            else:
+                current.append(i)
+        if current:  # text after the last SEP: a final step without SEP (or a cut-off one)
+            chunks.append(current)
+        return Path(path.question, path.steps + tuple(self._text(c) for c in chunks), finished)

@@ -1,0 +1,200 @@
+"""Process reward models: P(step correct) for every step of every path, prefix-cached.
+
+The PRM is a causal LM. The score of step k is read from its logits at step k's SEP
+token, restricted to the Positive/Negative label tokens and softmaxed over the two:
+    P(correct) = sigmoid(logit[positive] - logit[negative])  at the SEP position.
+One forward pass scores all steps of a sequence.
+
+Both scorers remember every prefix they have scored (ids through a SEP -> probability),
+so a step is scored once, and neither recomputes the KV of a scored prefix:
+  - `VLLMPRM` scores each new step as a one-token generation on prompt = path through
+    the step's SEP, with `allowed_token_ids=[pos, neg]` and processed logprobs; vLLM's
+    automatic prefix cache supplies the prefix (prompt_logprobs and vLLM's pooling path
+    skip cache reads, so they are not used here).
+  - `HFPRM` (transformers) keeps the KV cache of scored paths itself and runs only the
+    new tokens, batching siblings that share a cached prefix. It is the reference the
+    vLLM scorer is tested against, and what the trainers use for evaluation.
+Both report tokens requested (the paths' lengths) vs tokens actually computed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
+from pathlib import Path as FsPath
+from typing import Protocol, Sequence
+
+import engine  # noqa: F401  (in-process vLLM default)
+from engine.encoding import StepEncoder
+from engine.format import ARITH_FORMAT, StepFormat
+from engine.models import check_model_dir, load_tokenizer
+from engine.policy import EngineConfig, PromptTooLongError
+from engine.types import Cost, Path, Timer
+
+
+@dataclass
+class Scores:
+    scores: list[list[float]]  # P(correct) of every step of every path
+    cost: Cost
+
+
+class PRM(Protocol):
+    encoder: StepEncoder
+
+    def score(self, paths: Sequence[Path]) -> Scores: ...
+
+
+class LRU(OrderedDict):
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity = capacity
+
+    def get(self, key, default=None):
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        return default
+
+    def put(self, key, value) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.capacity:
+            self.popitem(last=False)
+
+
+@dataclass
+class Job:
+    """One path with steps still to score: ids, SEP positions, and the first unscored step."""
+
+    ids: list[int]
+    seps: list[int]
+    first: int
+    prompt_len: int
+
+
+def p_correct(positive_logit: float, negative_logit: float) -> float:
+    """Softmax over {Positive, Negative}, taking the Positive side."""
+    p = 1.0 / (1.0 + math.exp(min(negative_logit - positive_logit, 700.0)))
+    if math.isnan(p):
+        raise ValueError("the PRM produced a NaN score (NaN logits: broken weights or inputs?)")
+    return p
+
+
+class PrefixCachedScorer:
+    """The shared part: encode, look up scored prefixes, ask the backend for the rest."""
+
+    def __init__(self, encoder: StepEncoder, max_len: int, memo_size: int = 1_000_000):
+        self.encoder = encoder
+        self.max_len = max_len
+        self.memo: LRU = LRU(memo_size)  # ids through a SEP -> P(correct) of that step
+
+    def score(self, paths: Sequence[Path]) -> Scores:
+        cost = Cost(prm_calls=1)
+        jobs, encoded = [], []
+        for path in paths:
+            ids, seps = self.encoder.path_ids(path.question, path.steps)
+            if len(ids) > self.max_len:
+                raise PromptTooLongError(f"path of {len(ids)} tokens is longer than the PRM's max length {self.max_len}")
+            encoded.append((ids, seps))
+            cost.prm_tokens_requested += len(ids)
+            first = next((k for k, s in enumerate(seps) if tuple(ids[: s + 1]) not in self.memo), None)
+            if first is not None:
+                jobs.append(Job(ids, seps, first, len(self.encoder.prompt_ids(path.question))))
+        with Timer() as timer:
+            if jobs:
+                cost.prm_tokens_computed += self._compute(jobs)  # fills self.memo
+        cost.prm_seconds = timer.seconds
+        scores = [[self.memo.get(tuple(ids[: s + 1])) for s in seps] for ids, seps in encoded]
+        return Scores(scores, cost)
+
+    def _compute(self, jobs: list[Job]) -> int:
+        """Score every step of each job from `first` on, into self.memo; return tokens computed."""
+        raise NotImplementedError
+
+
+class VLLMPRM(PrefixCachedScorer):
+    def __init__(self, model_dir: str | FsPath, fmt: StepFormat = ARITH_FORMAT, config: EngineConfig | None = None):
+        from vllm import LLM
+
+        self.model_dir = check_model_dir(model_dir, "PRM")
+        tokenizer = load_tokenizer(self.model_dir, fmt, "PRM", labels=True)
+        config = config or EngineConfig()
+        self.llm = LLM(model=str(self.model_dir), logprobs_mode="processed_logprobs", **config.llm_kwargs())
+        super().__init__(StepEncoder(tokenizer, fmt, f"PRM {self.model_dir}", labels=True), self.llm.llm_engine.model_config.max_model_len - 1)
+
+    def _compute(self, jobs: list[Job]) -> int:
+        from vllm import SamplingParams, TokensPrompt
+
+        pos, neg = self.encoder.positive_id, self.encoder.negative_id
+        params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=2, allowed_token_ids=[pos, neg], detokenize=False)
+        prefixes = list(dict.fromkeys(tuple(job.ids[: s + 1]) for job in jobs for s in job.seps[job.first :]))
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prefixes], params, use_tqdm=False)
+        computed = 0
+        for prefix, out in zip(prefixes, outputs):
+            logprobs = out.outputs[0].logprobs[0]  # processed: log-softmax over {pos, neg}
+            self.memo.put(prefix, p_correct(logprobs[pos].logprob, logprobs[neg].logprob))
+            computed += len(prefix) - (out.num_cached_tokens or 0)
+        return computed
+
+
+class HFPRM(PrefixCachedScorer):
+    def __init__(self, model_dir: str | FsPath, fmt: StepFormat = ARITH_FORMAT, device: str = "cpu",
+                 kv_cache_size: int = 4096, batch_size: int = 64):
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        self.model_dir = check_model_dir(model_dir, "PRM")
+        tokenizer = load_tokenizer(self.model_dir, fmt, "PRM", labels=True)
+        self.model = AutoModelForCausalLM.from_pretrained(str(self.model_dir), dtype=torch.float32).to(device).eval()
+        self.device, self.batch_size = device, batch_size
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.kv: LRU = LRU(kv_cache_size)  # ids of a scored path (or a prompt) -> per-layer (keys, values)
+        max_len = getattr(self.model.config, "max_position_embeddings", 1 << 30)
+        super().__init__(StepEncoder(tokenizer, fmt, f"PRM {self.model_dir}", labels=True), max_len)
+
+    def _boundary(self, job: Job) -> int:
+        """Length of the longest prefix of the job whose KV we hold, ending before its first unscored SEP."""
+        for b in [s + 1 for s in reversed(job.seps[: job.first])] + [job.prompt_len]:
+            if tuple(job.ids[:b]) in self.kv:
+                return b
+        return 0
+
+    def _compute(self, jobs: list[Job]) -> int:
+        import torch
+
+        groups: dict[int, dict[tuple, list[Job]]] = defaultdict(lambda: defaultdict(list))
+        for job in jobs:
+            b = self._boundary(job)
+            groups[b][tuple(job.ids[:b])].append(job)
+        computed = 0
+        with torch.no_grad():
+            for b, by_prefix in groups.items():
+                for prefix, group in by_prefix.items():
+                    for start in range(0, len(group), self.batch_size):
+                        computed += self._forward(b, prefix, group[start : start + self.batch_size])
+        return computed
+
+    def _forward(self, b: int, prefix: tuple, group: list[Job]) -> int:
+        """Run the new tokens of jobs sharing a cached prefix of length b, as one right-padded batch."""
+        import torch
+        from transformers import DynamicCache
+
+        suffixes = [job.ids[b:] for job in group]
+        width = max(len(x) for x in suffixes)
+        input_ids = torch.tensor([x + [self.pad_id] * (width - len(x)) for x in suffixes], device=self.device)
+        cache = None
+        if b:  # right padding needs no mask: real tokens never attend to the pads after them
+            cache = DynamicCache(ddp_cache_data=[(k.expand(len(group), -1, -1, -1), v.expand(len(group), -1, -1, -1)) for k, v in self.kv.get(prefix)])
+        out = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True)
+        pos, neg = self.encoder.positive_id, self.encoder.negative_id
+        labels = out.logits[:, :, [pos, neg]].float().cpu()
+        layers = out.past_key_values.layers
+        for i, job in enumerate(group):
+            for s in job.seps[job.first :]:
+                self.memo.put(tuple(job.ids[: s + 1]), p_correct(*labels[i, s - b].tolist()))
+            # keep the KV of the whole scored path (children extend it) and of the prompt (siblings share it)
+            for end in {len(job.ids), job.prompt_len}:
+                if end > b and tuple(job.ids[:end]) not in self.kv:
+                    self.kv.put(tuple(job.ids[:end]), [(l.keys[i : i + 1, :, :end].clone(), l.values[i : i + 1, :, :end].clone()) for l in layers])
+        return sum(len(x) for x in suffixes)
