@@ -2,6 +2,10 @@
 
 import os
 
-# Run vLLM in-process by default: on small CPU machines it starts faster, generates faster
-# and samples reproducibly under the engine seed (see README). Set it to 1 to opt out.
+# CPU defaults, set before vLLM is imported; set either variable yourself to override.
+# In-process engine: on small CPU machines it starts faster, generates faster and samples
+# reproducibly under the engine seed (see README).
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+# KV cache of each CPU engine, in GiB. vLLM's default fraction of memory fails here, and two
+# engines in one process (policy + PRM) cannot share a fraction. Ignored on GPUs.
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")

@@ -10,11 +10,11 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from datasets import Dataset
+from datasets import Dataset, Features, List, Value
 
 from engine.encoding import StepEncoder
+from trainers.losses import IGNORE_INDEX  # label value that the losses ignore
 
-IGNORE_INDEX = -100  # label value that the loss ignores
 
 
 class DataError(ValueError):
@@ -78,9 +78,14 @@ def tokenize_sft(row: dict, encoder: StepEncoder) -> dict:
 
 
 def sft_dataset(rows: list[dict], encoder: StepEncoder, max_length: int) -> Dataset:
-    """Tokenized step-SFT dataset; rows longer than max_length are dropped (with a count)."""
+    return _tokenized(rows, tokenize_sft, encoder, max_length)
+
+
+def _tokenized(rows: list[dict], tokenize, encoder: StepEncoder, max_length: int) -> Dataset:
+    """Tokenized dataset; rows longer than max_length are dropped (with a count)."""
+    features = Features({"input_ids": List(Value("int64")), "labels": List(Value("int64"))})
     ds = Dataset.from_list(rows).map(
-        tokenize_sft, fn_kwargs={"encoder": encoder}, remove_columns=list(rows[0].keys()), desc="tokenize"
+        tokenize, fn_kwargs={"encoder": encoder}, remove_columns=list(rows[0].keys()), features=features, desc="tokenize"
     )
     kept = ds.filter(lambda ex: len(ex["input_ids"]) <= max_length, desc="length filter")
     if len(kept) < len(ds):
@@ -88,3 +93,47 @@ def sft_dataset(rows: list[dict], encoder: StepEncoder, max_length: int) -> Data
     if len(kept) == 0:
         raise DataError(f"every row is longer than max_length={max_length}")
     return kept
+
+
+# -- PRM data: TRL's stepwise format {"prompt" or "question", "completions": [step, ...], "labels": [bool, ...]}
+
+
+def check_prm_row(row: dict, where: str) -> None:
+    if not isinstance(row.get("prompt", row.get("question")), str):
+        raise DataError(f"{where}: needs a string 'question' or 'prompt'")
+    steps, labels = row.get("completions"), row.get("labels")
+    if not isinstance(steps, list) or not steps or not all(isinstance(s, str) for s in steps):
+        raise DataError(f"{where}: 'completions' must be a non-empty list of step strings")
+    if not isinstance(labels, list) or not all(isinstance(x, bool) for x in labels):
+        raise DataError(f"{where}: 'labels' must be a list of true/false")
+    if len(labels) != len(steps):
+        raise DataError(f"{where}: {len(steps)} completions but {len(labels)} labels")
+
+
+def load_prm_jsonl(path: str | Path) -> list[dict]:
+    rows = read_jsonl(path)
+    for i, row in enumerate(rows):
+        check_prm_row(row, f"{path}: row {i + 1}")
+    return rows
+
+
+def tokenize_prm(row: dict, encoder: StepEncoder) -> dict:
+    """prompt + step1 SEP ... stepK SEP; the label token id sits AT each SEP position.
+
+    labels[sep_k] = Positive or Negative id, IGNORE_INDEX elsewhere. trainers.losses.prm_loss
+    reads logits at the same positions, without a shift.
+    """
+    if "prompt" in row:
+        prompt_ids = list(encoder.tokenizer(row["prompt"], add_special_tokens=True)["input_ids"])
+    else:
+        prompt_ids = list(encoder.prompt_ids(row["question"]))
+    ids = prompt_ids + encoder.response_ids(row["completions"])
+    labels = [IGNORE_INDEX] * len(ids)
+    sep_positions = [i for i in range(len(prompt_ids), len(ids)) if ids[i] == encoder.sep_id]
+    for pos, ok in zip(sep_positions, row["labels"], strict=True):
+        labels[pos] = encoder.positive_id if ok else encoder.negative_id
+    return {"input_ids": ids, "labels": labels}
+
+
+def prm_dataset(rows: list[dict], encoder: StepEncoder, max_length: int) -> Dataset:
+    return _tokenized(rows, tokenize_prm, encoder, max_length)

@@ -1,0 +1,197 @@
+"""PRM training: the LM head predicts Positive/Negative at every step's SEP (no new head).
+
+    python -m trainers.prm --output_dir models/prm                       # the default PRM
+    python -m trainers.prm --train_file steps.jsonl --eval_file dev.jsonl --init_model DIR
+
+Data, by default, comes from the embedded world: the policy (through engine.Policy, one
+batched vLLM call) rolls out solutions, and the exact verifier labels every step. A step
+is Positive iff it and every step before it are correct: the first wrong step and
+everything after it are Negative (steps after an error build on a wrong state; this is the
+Math-Shepherd/PRM800K convention, and what first-error-step evaluation expects). The
+reference solutions are added as all-Positive paths. The rollouts are written to
+`<output_dir>/rollouts/*.jsonl` and reused on a rerun. Or bring TRL-style stepwise rows
+`{"prompt" or "question", "completions": [step, ...], "labels": [bool, ...]}`.
+
+The loss (trainers.losses.prm_loss) is a two-way cross-entropy over {Positive, Negative}
+on the logits AT each SEP position: the exact quantity the scorers in engine.prm read.
+After training, the transformers scorer reports step accuracy, F1 on Negative steps and
+first-error-step accuracy on the held-out rows (`<output_dir>/prm_eval.json`).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path as FsPath
+
+import torch
+from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, HfArgumentParser, Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from engine.encoding import StepEncoder
+from engine.format import StepFormat
+from engine.models import DEFAULT_POLICY, ModelDirError, check_model_dir, load_tokenizer
+from engine.types import Path
+from evals.prm_eval import prm_metrics
+from evals.tasks import arith
+from trainers.data import DataError, load_prm_jsonl, prm_dataset
+from trainers.losses import prm_loss
+
+
+@dataclass
+class PRMConfig(TrainingArguments):
+    """PRM options; every transformers TrainingArguments option is accepted too."""
+
+    init_model: str = field(default=str(DEFAULT_POLICY), metadata={"help": "HF causal-LM directory to start from (default: the shipped policy)."})
+    train_file: str | None = field(default=None, metadata={"help": "Stepwise JSONL {'question'|'prompt', 'completions', 'labels'}. Default: verifier-labelled policy rollouts."})
+    eval_file: str | None = field(default=None, metadata={"help": "Held-out stepwise JSONL. Default: rollouts on the arith dev split."})
+    policy: str = field(default=str(DEFAULT_POLICY), metadata={"help": "Policy directory that makes the rollouts."})
+    rollout_problems: int = field(default=6000, metadata={"help": "Problems (2-6 operands, none from dev/test) to roll out."})
+    rollouts_per_problem: int = field(default=4, metadata={"help": "Rollouts per problem."})
+    rollout_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the rollouts."})
+    eval_problems: int = field(default=300, metadata={"help": "Dev problems rolled out for the held-out metrics."})
+    max_length: int = field(default=512, metadata={"help": "Drop rows longer than this many tokens."})
+    sep: str = field(default=StepFormat.sep, metadata={"help": "Step separator token."})
+    eos: str = field(default=StepFormat.eos, metadata={"help": "End-of-sequence token."})
+    positive: str = field(default=StepFormat.positive, metadata={"help": "Label token for a correct step."})
+    negative: str = field(default=StepFormat.negative, metadata={"help": "Label token for a wrong step."})
+    prompt_template: str = field(default=StepFormat.prompt_template, metadata={"help": "Prompt template with {question}."})
+    # Defaults that differ from TrainingArguments'.
+    output_dir: str = field(default="models/prm", metadata={"help": "Where checkpoints, rollouts and the final model go."})
+    max_steps: int = field(default=2000, metadata={"help": "Total optimizer steps."})
+    per_device_train_batch_size: int = field(default=64, metadata={"help": "Batch size per device."})
+    learning_rate: float = field(default=5e-4, metadata={"help": "Peak learning rate."})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
+    warmup_steps: float = field(default=100, metadata={"help": "Linear warm-up steps."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    logging_steps: float = field(default=100, metadata={"help": "Log every this many steps."})
+    save_steps: float = field(default=500, metadata={"help": "Checkpoint every this many steps."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Keep at most this many checkpoints."})
+    dataloader_drop_last: bool = field(default=True, metadata={"help": "Drop the last incomplete batch."})
+    dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin batches in memory (only useful on a GPU)."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep every dataset column."})
+
+    @property
+    def step_format(self) -> StepFormat:
+        return StepFormat(sep=self.sep, eos=self.eos, positive=self.positive, negative=self.negative, prompt_template=self.prompt_template)
+
+
+def step_labels(question: str, steps: list[str]) -> list[bool]:
+    """Verifier labels: True up to the first wrong step, False from it on."""
+    first = arith.verify_steps(question, steps).first_error
+    return [first is None or k < first for k in range(len(steps))]
+
+
+def rollout_rows(policy, problems: list[arith.ArithProblem], n: int, temperature: float, references: bool) -> list[dict]:
+    """Verifier-labelled rollouts of the problems (one batched vLLM call), duplicates dropped."""
+    rollouts = policy.complete([Path(p.question) for p in problems], n, temperature=temperature, max_tokens=256).paths
+    rows = []
+    for problem, paths in zip(problems, rollouts):
+        candidates = [path.steps for path in paths] + ([problem.steps] if references else [])
+        for steps in dict.fromkeys(s for s in candidates if s):
+            rows.append({"question": problem.question, "completions": list(steps), "labels": step_labels(problem.question, list(steps))})
+    return rows
+
+
+def write_jsonl(path: FsPath, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tmp.replace(path)  # all or nothing: a crash never leaves half a file
+
+
+def default_rollouts(cfg: PRMConfig) -> tuple[FsPath, FsPath]:
+    """Make (or reuse) the embedded world's train/eval rollout files."""
+    out = FsPath(cfg.output_dir) / "rollouts"
+    train_path, eval_path = out / "train.jsonl", out / "dev.jsonl"
+    if train_path.is_file() and eval_path.is_file():
+        print(f"reusing rollouts in {out}")
+        return train_path, eval_path
+    from engine.policy import Policy
+
+    held_out = {p.question for split in ("dev", "test") for p in arith.load_split(split)}
+    problems = [p for p in arith.generate_problems(cfg.rollout_problems, seed=cfg.seed + 7, n_operands=(2, 6)) if p.question not in held_out]
+    policy = Policy(cfg.policy, cfg.step_format)
+    train_rows = rollout_rows(policy, problems, cfg.rollouts_per_problem, cfg.rollout_temperature, references=True)
+    eval_rows = rollout_rows(policy, arith.load_split("dev")[: cfg.eval_problems], cfg.rollouts_per_problem, cfg.rollout_temperature, references=False)
+    del policy
+    gc.collect()
+    write_jsonl(train_path, train_rows)
+    write_jsonl(eval_path, eval_rows)
+    negatives = sum(not x for r in train_rows for x in r["labels"])
+    total = sum(len(r["labels"]) for r in train_rows)
+    print(f"rollouts: {len(train_rows)} train paths ({negatives}/{total} Negative steps), {len(eval_rows)} held-out paths")
+    return train_path, eval_path
+
+
+class PRMTrainer(Trainer):
+    """Trainer whose loss is prm_loss at the SEP positions (the model's own shifted LM loss is not used)."""
+
+    def __init__(self, *args, positive_id: int, negative_id: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.positive_id, self.negative_id = positive_id, negative_id
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        loss = prm_loss(outputs.logits, labels, self.positive_id, self.negative_id)
+        return (loss, outputs) if return_outputs else loss
+
+
+def evaluate_prm(model_dir: str | FsPath, fmt: StepFormat, rows: list[dict]) -> dict:
+    """Held-out step metrics of a PRM directory, scored with the transformers reference scorer."""
+    from engine.prm import HFPRM
+
+    scorer = HFPRM(model_dir, fmt)
+    paths = [Path(r["question"], tuple(r["completions"])) for r in rows]
+    return prm_metrics(scorer.score(paths).scores, [r["labels"] for r in rows])
+
+
+def train(cfg: PRMConfig) -> Trainer:
+    fmt = cfg.step_format
+    init = check_model_dir(cfg.init_model, "init model")
+    tokenizer = load_tokenizer(init, fmt, "init model", labels=True)
+    encoder = StepEncoder(tokenizer, fmt, f"init model {init}", labels=True)
+    if cfg.train_file:
+        train_path, eval_path = FsPath(cfg.train_file), FsPath(cfg.eval_file) if cfg.eval_file else None
+    else:
+        train_path, eval_path = default_rollouts(cfg)
+    dataset = prm_dataset(load_prm_jsonl(train_path), encoder, cfg.max_length)
+    model = AutoModelForCausalLM.from_pretrained(str(init), dtype=torch.float32)
+
+    trainer = PRMTrainer(
+        model=model,
+        args=cfg,
+        train_dataset=dataset,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True),
+        processing_class=tokenizer,
+        positive_id=encoder.positive_id,
+        negative_id=encoder.negative_id,
+    )
+    last = get_last_checkpoint(cfg.output_dir) if FsPath(cfg.output_dir).is_dir() else None
+    if last:
+        print(f"resuming from {last}")
+    trainer.train(resume_from_checkpoint=last)
+    trainer.save_model(cfg.output_dir)
+
+    out = FsPath(cfg.output_dir)
+    if eval_path:
+        metrics = evaluate_prm(out, fmt, load_prm_jsonl(eval_path))
+        print(f"held-out PRM metrics: {json.dumps(metrics)}")
+        (out / "prm_eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / "train_config.json").write_text(json.dumps({k: str(v) for k, v in asdict(cfg).items()}, indent=2) + "\n")
+    return trainer
+
+
+def main(argv: list[str] | None = None) -> None:
+    (cfg,) = HfArgumentParser(PRMConfig).parse_args_into_dataclasses(argv)
+    try:
+        train(cfg)
+    except (ModelDirError, DataError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()
