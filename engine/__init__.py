@@ -9,3 +9,11 @@ os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 # KV cache of each CPU engine, in GiB. vLLM's default fraction of memory fails here, and two
 # engines in one process (policy + PRM) cannot share a fraction. Ignored on GPUs.
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+
+from engine.format import ARITH_FORMAT, StepFormat  # noqa: E402
+from engine.policy import EngineConfig, Policy, PromptTooLongError  # noqa: E402
+from engine.prm import HFPRM, PRM, VLLMPRM, check_compatible  # noqa: E402
+from engine.types import Cost, Path, Step  # noqa: E402
+
+__all__ = ["ARITH_FORMAT", "StepFormat", "EngineConfig", "Policy", "PromptTooLongError", "HFPRM", "PRM", "VLLMPRM",
+           "check_compatible", "Cost", "Path", "Step"]

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any, Sequence
 
-import engine  # noqa: F401  (sets the in-process vLLM default before vllm is imported)
 from engine.encoding import StepEncoder
 from engine.format import ARITH_FORMAT, StepFormat
 from engine.models import check_model_dir, load_tokenizer
@@ -86,13 +85,13 @@ class Policy:
         stop = [self.encoder.sep_id, self.encoder.eos_id]
         outputs, cost = self._generate(paths, n, temperature, top_p, max_step_tokens, stop)
         return Proposals(
-            [[self._to_step(o.token_ids, len(out.prompt_token_ids)) for o in out.outputs] for out in outputs], cost
+            [[self._to_step(o.token_ids, len(out.prompt_token_ids)) for o in self._samples(out, n)] for out in outputs], cost
         )
 
     def complete(self, paths: Sequence[Path], n: int, *, temperature: float = 0.8, top_p: float = 1.0, max_tokens: int = 512) -> Completions:
         """n rollouts of every path to EOS (or max_tokens), from one generate call."""
         outputs, cost = self._generate(paths, n, temperature, top_p, max_tokens, [self.encoder.eos_id])
-        return Completions([[self._to_path(p, o.token_ids) for o in out.outputs] for p, out in zip(paths, outputs)], cost)
+        return Completions([[self._to_path(p, o.token_ids) for o in self._samples(out, n)] for p, out in zip(paths, outputs)], cost)
 
     # -- internals --------------------------------------------------------------------
 
@@ -115,7 +114,8 @@ class Policy:
             prompts.append(TokensPrompt(prompt_token_ids=ids))
             params.append(
                 SamplingParams(
-                    n=n, temperature=temperature, top_p=top_p, max_tokens=min(max_tokens, room),
+                    n=1 if temperature == 0 else n,  # greedy: one sample, copied n times (vLLM refuses n > 1)
+                    temperature=temperature, top_p=top_p, max_tokens=min(max_tokens, room),
                     stop_token_ids=stop_ids, skip_special_tokens=False, detokenize=False,
                 )
             )
@@ -130,6 +130,10 @@ class Policy:
             policy_seconds=timer.seconds,
         )
         return outputs, cost
+
+    @staticmethod
+    def _samples(out, n: int) -> list:
+        return out.outputs if len(out.outputs) == n else out.outputs * n  # greedy: the one sample, n times
 
     def _text(self, ids: Sequence[int]) -> str:
         text = self.encoder.decode(ids)

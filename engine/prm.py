@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Protocol, Sequence
 
-import engine  # noqa: F401  (in-process vLLM default)
 from engine.encoding import StepEncoder
 from engine.format import ARITH_FORMAT, StepFormat
 from engine.models import check_model_dir, load_tokenizer
@@ -198,3 +197,10 @@ class HFPRM(PrefixCachedScorer):
                 if end > b and tuple(job.ids[:end]) not in self.kv:
                     self.kv.put(tuple(job.ids[:end]), [(l.keys[i : i + 1, :, :end].clone(), l.values[i : i + 1, :, :end].clone()) for l in layers])
         return sum(len(x) for x in suffixes)
+
+
+def check_compatible(policy, prm: PRM) -> None:
+    """The PRM must read the policy's steps the way the policy writes them: same separator and EOS."""
+    p, r = policy.encoder.fmt, prm.encoder.fmt
+    if (p.sep, p.eos) != (r.sep, r.eos):
+        raise ValueError(f"policy and PRM disagree on the step format: policy sep={p.sep!r} eos={p.eos!r}, PRM sep={r.sep!r} eos={r.eos!r}")

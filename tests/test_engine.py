@@ -1,0 +1,146 @@
+"""The engine on the shipped models: real vLLM (CPU build) and real transformers."""
+
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from engine import HFPRM, VLLMPRM, Path, Policy, PromptTooLongError, StepFormat, check_compatible
+from engine.models import DEFAULT_POLICY, ModelDirError
+from engine.prm import p_correct
+from evals.tasks import arith
+from trainers.step_sft import StepSFTConfig, fresh_llama
+from trainers.tokenizer import build_char_tokenizer
+
+
+def mixed_paths(problems, policy) -> list[Path]:
+    """Reference prefixes, policy rollouts and corrupted steps: many paths sharing prefixes."""
+    rng = random.Random(0)
+    paths = []
+    for p in problems:
+        paths += [Path(p.question, p.steps[:k]) for k in range(1, len(p.steps) + 1)]
+        paths.append(Path(p.question, p.steps[:-1] + (str(p.answer + rng.randint(1, 9)),)))
+    rollouts = policy.complete([Path(p.question) for p in problems], n=2, temperature=1.0, max_tokens=200).paths
+    paths += [r for rs in rollouts for r in rs if r.steps]
+    rng.shuffle(paths)
+    return paths
+
+
+def test_vllm_scorer_matches_the_transformers_reference(policy, vllm_prm, hf_prm):
+    paths = mixed_paths(arith.load_split("dev")[:40], policy)
+    a, b = vllm_prm.score(paths).scores, hf_prm.score(paths).scores
+    assert [len(x) for x in a] == [len(p.steps) for p in paths] == [len(x) for x in b]
+    diff = max(abs(x - y) for xs, ys in zip(a, b) for x, y in zip(xs, ys))
+    assert diff < 1e-4
+    # and both equal a plain full forward pass, read at the SEP positions
+    model, enc = hf_prm.model, hf_prm.encoder
+    for path, scores in list(zip(paths, b))[:30]:
+        ids, seps = enc.path_ids(path.question, path.steps)
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0]
+        full = torch.softmax(logits[seps][:, [enc.positive_id, enc.negative_id]], -1)[:, 0]
+        assert torch.allclose(full, torch.tensor(scores), atol=1e-5)
+
+
+def test_prefix_caching_computes_only_the_new_step(vllm_prm, hf_prm):
+    question = "12*3+7*2-5+9*4-8"  # fresh to both scorers
+    steps = arith.reference_steps(question)
+    block = 32  # EngineConfig.block_size: vLLM reuses full blocks only
+    for k in range(1, len(steps) + 1):
+        path = Path(question, tuple(steps[:k]))
+        new_tokens = len(hf_prm.encoder.path_ids(question, steps[:k])[0]) - len(hf_prm.encoder.path_ids(question, steps[: k - 1])[0])
+        hf, vl = hf_prm.score([path]).cost, vllm_prm.score([path]).cost
+        if k == 1:
+            assert hf.prm_tokens_computed == hf.prm_tokens_requested  # nothing cached yet
+            continue
+        assert hf.prm_tokens_computed == new_tokens
+        assert vl.prm_tokens_computed <= new_tokens + block
+        assert vl.prm_tokens_computed < vl.prm_tokens_requested
+    # scoring the same path again computes nothing
+    assert vllm_prm.score([path]).cost.prm_tokens_computed == 0 == hf_prm.score([path]).cost.prm_tokens_computed
+
+
+def test_siblings_share_the_parents_kv_in_the_reference_scorer(hf_prm):
+    question = "3*17-2*9+4"
+    steps = arith.reference_steps(question)
+    hf_prm.score([Path(question, tuple(steps[:2]))])
+    siblings = [Path(question, tuple(steps[:2]) + (s,)) for s in [steps[2], "1", "2*9", steps[2] + "0"]]
+    cost = hf_prm.score(siblings).cost
+    enc = hf_prm.encoder
+    parent_len = len(enc.path_ids(question, steps[:2])[0])
+    assert cost.prm_tokens_computed == sum(len(enc.path_ids(p.question, p.steps)[0]) - parent_len for p in siblings)
+
+
+def test_propose_is_one_generate_call_and_every_step_ends_properly(policy):
+    paths = [Path(p.question) for p in arith.load_split("dev")[:12]] + [Path("3+4*5-2", ("3+20-2",))]
+    calls = policy.generate_calls
+    out = policy.propose(paths, n=4, temperature=1.0, max_step_tokens=64)
+    assert policy.generate_calls == calls + 1
+    assert [len(c) for c in out.steps] == [4] * len(paths)
+    for candidates in out.steps:
+        for step in candidates:
+            assert step.finished or not step.truncated  # ended in SEP or EOS
+            assert "<sep>" not in step.text and "</s>" not in step.text
+    assert out.cost.policy_calls == 1 and out.cost.generated_tokens == sum(s.num_tokens for c in out.steps for s in c)
+    assert out.cost.prompt_tokens > 0 and out.cost.cached_tokens >= 0
+    # a step cut at max_step_tokens without SEP is flagged, never merged into the next one
+    short = policy.propose([Path("29*28*27+26*25")], n=2, temperature=0.0, max_step_tokens=3).steps[0]
+    assert all(s.truncated and s.num_tokens == 3 for s in short)
+
+
+def test_complete_rolls_out_to_eos(policy):
+    problems = arith.load_split("dev")[:6]
+    out = policy.complete([Path(p.question) for p in problems], n=3, temperature=0.0, max_tokens=256)
+    assert all(len(rs) == 3 for rs in out.paths)
+    finished = [r for rs in out.paths for r in rs if r.finished]
+    assert len(finished) >= 15
+    correct = sum(arith.grade(p, rs[0].steps[-1]) for p, rs in zip(problems, out.paths))
+    assert correct >= 3  # the shipped policy solves most 2-4 operand dev problems greedily
+
+
+def test_sampling_is_deterministic_under_the_engine_seed():
+    script = (
+        "from engine import Policy, Path\n"
+        f"p = Policy({str(DEFAULT_POLICY)!r})\n"
+        "print([s.text for c in p.propose([Path('12*13-7+5'), Path('3+4')], n=4, temperature=1.0).steps for s in c])\n"
+    )
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.splitlines()[-1] for _ in range(2)]
+    assert runs[0] == runs[1]
+
+
+def test_prompt_longer_than_the_context_is_a_clear_error(policy):
+    with pytest.raises(PromptTooLongError, match="does not fit max_model_len"):
+        policy.propose([Path("1+" * 600 + "1")], n=1)
+
+
+def test_nan_scores_are_refused():
+    with pytest.raises(ValueError, match="NaN"):
+        p_correct(float("nan"), 0.0)
+    assert p_correct(3.0, 1.0) == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item())
+
+
+def tiny_model_dir(path, fmt: StepFormat):
+    tok = build_char_tokenizer(fmt)
+    model = fresh_llama(StepSFTConfig(output_dir="unused", hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64), tok)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_prm_tokenizer_without_label_tokens_is_a_clear_error(tmp_path):
+    d = tiny_model_dir(tmp_path / "m", StepFormat(positive="<good>", negative="<bad>"))
+    with pytest.raises(ModelDirError, match="Positive label '<pos>'"):
+        HFPRM(d)
+    with pytest.raises(ModelDirError, match="Positive label '<pos>'"):
+        VLLMPRM(d)
+
+
+def test_policy_and_prm_that_disagree_on_sep_are_refused(tmp_path, policy):
+    fmt = StepFormat(sep="<step>")
+    prm = HFPRM(tiny_model_dir(tmp_path / "m", fmt), fmt)
+    with pytest.raises(ValueError, match="disagree on the step format.*'<sep>'.*'<step>'"):
+        check_compatible(policy, prm)
+    with pytest.raises(ModelDirError, match="step separator '<step>'"):
+        Policy(DEFAULT_POLICY, fmt)  # the policy's tokenizer has no <step> token
