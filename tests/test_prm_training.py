@@ -6,6 +6,7 @@ from engine.encoding import StepEncoder
 from evals.prm_eval import prm_metrics
 from trainers.data import DataError, load_prm_jsonl, tokenize_prm
 from trainers.losses import IGNORE_INDEX, prm_loss
+from evals.tasks import arith
 from trainers.prm import step_labels
 from trainers.tokenizer import build_char_tokenizer
 
@@ -53,3 +54,56 @@ def test_malformed_stepwise_rows_name_the_line(tmp_path):
     f.write_text('{"prompt": "1+1=", "completions": ["2"], "labels": [true]}\n{"prompt": "x", "completions": ["a", "b"], "labels": [true]}\n')
     with pytest.raises(DataError, match="s.jsonl: row 2: 2 completions but 1 labels"):
         load_prm_jsonl(f)
+
+
+def corrupted_rows(problems, seed: int) -> list[dict]:
+    """Reference paths (all Positive) and copies with one step's number off by a little (Negative from there)."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for p in problems:
+        steps = list(p.steps)
+        rows.append({"question": p.question, "completions": steps, "labels": [True] * len(steps)})
+        k = rng.randrange(len(steps))
+        bad = steps[:k] + [str(arith.evaluate(steps[k]) + rng.choice([-3, -2, -1, 1, 2, 3]))]
+        rows.append({"question": p.question, "completions": bad, "labels": step_labels(p.question, bad)})
+    return rows
+
+
+def test_a_trained_prm_separates_correct_from_wrong_steps_at_sep(tmp_path):
+    """Train where the scorer reads (SEP positions), then check the scorer on held-out paths."""
+    import json
+
+    from engine import HFPRM, Path
+    from engine.models import DEFAULT_POLICY
+    from trainers.prm import PRMConfig, train
+
+    train_file, eval_file = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"
+    train_file.write_text("".join(json.dumps(r) + "\n" for r in corrupted_rows(arith.load_split("train")[:3000], 0)))
+    held_out = corrupted_rows(arith.load_split("dev")[:100], 1)
+    eval_file.write_text("".join(json.dumps(r) + "\n" for r in held_out))
+    cfg = PRMConfig(output_dir=str(tmp_path / "prm"), init_model=str(DEFAULT_POLICY), train_file=str(train_file),
+                    eval_file=str(eval_file), max_steps=60, per_device_train_batch_size=32, learning_rate=1e-3,
+                    warmup_steps=5, logging_steps=10, disable_tqdm=True)
+    trainer = train(cfg)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert losses[-1] < losses[0]
+    scores = HFPRM(tmp_path / "prm").score([Path(r["question"], tuple(r["completions"])) for r in held_out]).scores
+    good = [s for ss, r in zip(scores, held_out) for s, y in zip(ss, r["labels"]) if y]
+    bad = [s for ss, r in zip(scores, held_out) for s, y in zip(ss, r["labels"]) if not y]
+    assert sum(good) / len(good) > sum(bad) / len(bad) + 0.3
+    metrics = json.loads((tmp_path / "prm" / "prm_eval.json").read_text())
+    assert metrics["step_accuracy"] > 0.75
+
+
+def test_prm_cli_help_and_errors(tmp_path):
+    import subprocess
+    import sys
+
+    cli = [sys.executable, "-m", "trainers.prm"]
+    help_text = subprocess.run(cli + ["--help"], capture_output=True, text=True, check=True).stdout
+    for option in ["--train_file", "--eval_file", "--rollouts_per_problem", "--positive", "--negative"]:
+        assert option in help_text
+    run = subprocess.run(cli + ["--init_model", str(tmp_path / "nope"), "--output_dir", str(tmp_path / "o")], capture_output=True, text=True)
+    assert run.returncode != 0 and "init model directory not found" in run.stderr
