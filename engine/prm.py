@@ -123,17 +123,26 @@ class VLLMPRM(PrefixCachedScorer):
         super().__init__(StepEncoder(tokenizer, fmt, f"PRM {self.model_dir}", labels=True), self.llm.llm_engine.model_config.max_model_len - 1)
 
     def _compute(self, jobs: list[Job]) -> int:
+        """One generate call per depth: round d scores the d-th unscored step of every job.
+
+        Requests in the same call cannot reuse each other's KV, so the steps of a path that
+        is new to the scorer (a whole rollout, say) go in successive rounds, each finding
+        the previous round's prefix in vLLM's cache. In a search, every path has one new
+        step and this is a single call.
+        """
         from vllm import SamplingParams, TokensPrompt
 
         pos, neg = self.encoder.positive_id, self.encoder.negative_id
         params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=2, allowed_token_ids=[pos, neg], detokenize=False)
-        prefixes = list(dict.fromkeys(tuple(job.ids[: s + 1]) for job in jobs for s in job.seps[job.first :]))
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prefixes], params, use_tqdm=False)
         computed = 0
-        for prefix, out in zip(prefixes, outputs):
-            logprobs = out.outputs[0].logprobs[0]  # processed: log-softmax over {pos, neg}
-            self.memo.put(prefix, p_correct(logprobs[pos].logprob, logprobs[neg].logprob))
-            computed += len(prefix) - (out.num_cached_tokens or 0)
+        for depth in range(max(len(job.seps) - job.first for job in jobs)):
+            rounds = [tuple(job.ids[: job.seps[job.first + depth] + 1]) for job in jobs if job.first + depth < len(job.seps)]
+            prefixes = [p for p in dict.fromkeys(rounds) if p not in self.memo]
+            outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prefixes], params, use_tqdm=False)
+            for prefix, out in zip(prefixes, outputs):
+                logprobs = out.outputs[0].logprobs[0]  # processed: log-softmax over {pos, neg}
+                self.memo.put(prefix, p_correct(logprobs[pos].logprob, logprobs[neg].logprob))
+                computed += len(prefix) - (out.num_cached_tokens or 0)
         return computed
 
 
