@@ -9,6 +9,8 @@ os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 # KV cache of each CPU engine, in GiB. vLLM's default fraction of memory fails here, and two
 # engines in one process (policy + PRM) cannot share a fraction. Ignored on GPUs.
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+# vLLM's per-engine INFO lines drown the progress bars; set VLLM_LOGGING_LEVEL=INFO to see them.
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
 from engine.format import ARITH_FORMAT, StepFormat  # noqa: E402
 from engine.policy import EngineConfig, Policy, PromptTooLongError  # noqa: E402

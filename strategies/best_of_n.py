@@ -10,6 +10,7 @@ One complete call for all problems, then (unless majority) one score call.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any, Sequence
 
 from strategies.base import Candidate, SearchConfig, SearchResult, Services, register
@@ -62,5 +63,15 @@ class Majority(BestOfN):
         return self._search(problems, policy, None, config, "majority")
 
 
+class Greedy(BestOfN):
+    """One greedy rollout (temperature 0), no PRM: the plain-decoding baseline."""
+
+    name = "greedy"
+
+    def search(self, problems: Sequence[Any], policy, prm, config: SearchConfig) -> list[SearchResult]:
+        return self._search(problems, policy, None, replace(config, n=1, temperature=0.0), "majority")
+
+
 register(BestOfN())
 register(Majority())
+register(Greedy())

@@ -1,0 +1,70 @@
+"""Problems to search on: the embedded arith splits, or a user's JSONL file.
+
+    load_problems("arith-test")            # the embedded world (exact grading)
+    load_problems("data/gsm8k.jsonl")      # rows {"question": ..., "answer": ...} (GSM8K "#### 42" or MATH "\\boxed{}")
+
+A problem has `id`, `question`, `answer` and `grade(answer_text) -> bool`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from evals.grading import answers_match
+from evals.tasks import arith
+
+ARITH_DATASETS = {f"arith-{split}": split for split in ("train", "dev", "test")}
+
+
+class DatasetError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: str
+    question: str
+    answer: str
+    n_operands: int | None = None  # arith only: the difficulty
+
+    def grade(self, answer_text: str | None) -> bool:
+        if self.n_operands is not None:
+            return answer_text is not None and arith.parse_answer(answer_text) == int(self.answer)
+        return answers_match(answer_text, self.answer)
+
+
+def load_problems(spec: str) -> list[Problem]:
+    if spec in ARITH_DATASETS:
+        return [Problem(p.id, p.question, str(p.answer), p.n_operands) for p in arith.load_split(ARITH_DATASETS[spec])]
+    path = Path(spec)
+    if not path.is_file():
+        raise DatasetError(f"unknown dataset {spec!r}: not one of {sorted(ARITH_DATASETS)} and no such file")
+    problems, seen = [], set()
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DatasetError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise DatasetError(f"{path}:{lineno}: expected a JSON object")
+            question = row.get("question", row.get("problem"))
+            answer = row.get("answer", row.get("solution"))
+            if not isinstance(question, str) or not question.strip():
+                raise DatasetError(f"{path}:{lineno}: needs a non-empty string 'question' (or 'problem')")
+            if isinstance(answer, (int, float)):
+                answer = str(answer)
+            if not isinstance(answer, str) or not answer.strip():
+                raise DatasetError(f"{path}:{lineno}: needs a string or number 'answer' (or 'solution')")
+            pid = str(row.get("id", f"{path.stem}-{lineno}"))
+            if pid in seen:
+                raise DatasetError(f"{path}:{lineno}: duplicate id {pid!r}")
+            seen.add(pid)
+            problems.append(Problem(pid, question, answer))
+    if not problems:
+        raise DatasetError(f"{path}: no rows")
+    return problems

@@ -1,0 +1,75 @@
+"""Final-answer grading for user datasets: numbers, fractions, \\boxed{}, simple LaTeX.
+
+`extract_answer(text)` pulls the final answer out of a solution or a reference:
+`\\boxed{...}` (last one, braces balanced), then GSM8K's `#### 42`, else the text itself.
+`answers_match(pred, ref)` compares after normalization: numerically when both sides parse
+as numbers or fractions (1/2 == 0.5 == \\frac{1}{2} == \\dfrac12), else as normalized strings.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+
+def last_boxed(text: str) -> str | None:
+    start = text.rfind("\\boxed")
+    if start < 0:
+        return None
+    i = text.find("{", start)
+    if i < 0:
+        return None
+    depth = 0
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i + 1 : j]
+    return None
+
+
+def extract_answer(text: str | None) -> str | None:
+    if text is None:
+        return None
+    boxed = last_boxed(text)
+    if boxed is not None:
+        return boxed.strip()
+    if "####" in text:
+        return text.rsplit("####", 1)[1].strip()
+    return text.strip()
+
+
+def normalize(answer: str) -> str:
+    s = answer.strip().strip("$").strip()
+    s = re.sub(r"\\text\{([^}]*)\}", r"\1", s)
+    s = re.sub(r"\\(?:d|t)?frac\{([^}]*)\}\{([^}]*)\}", r"(\1)/(\2)", s)
+    s = re.sub(r"\\(?:d|t)?frac(\d)(\d)", r"\1/\2", s)
+    s = s.replace("\\left", "").replace("\\right", "").replace("\\!", "").replace("\\,", "").replace("\\%", "").replace("%", "")
+    s = s.replace("^\\circ", "").replace("^{\\circ}", "").replace("\\cdot", "*").replace("\\times", "*")
+    s = re.sub(r"(\d),(\d{3})", r"\1\2", s)  # thousands separators
+    s = s.replace(" ", "").rstrip(".")
+    return s
+
+
+def to_number(s: str) -> Fraction | None:
+    m = re.fullmatch(r"\(?(-?\d+(?:\.\d+)?)\)?/\(?(-?\d+(?:\.\d+)?)\)?", s)
+    try:
+        if m:
+            den = Fraction(m.group(2))
+            return Fraction(m.group(1)) / den if den else None
+        if re.fullmatch(r"-?\d+(?:\.\d+)?|-?\.\d+", s):
+            return Fraction(s)
+    except (ValueError, ZeroDivisionError):
+        return None
+    return None
+
+
+def answers_match(pred: str | None, ref: str | None) -> bool:
+    if pred is None or ref is None:
+        return False
+    p, r = normalize(extract_answer(pred) or ""), normalize(extract_answer(ref) or "")
+    if not p:
+        return False
+    pn, rn = to_number(p), to_number(r)
+    if pn is not None and rn is not None:
+        return pn == rn
+    return p == r

@@ -1,0 +1,208 @@
+"""Run a search strategy over a dataset and grade it.
+
+    python -m evals.run --strategy greedy_retry                  # shipped models, arith test split
+    python -m evals.run --strategy beam --n 16 --beam-width 4 --limit 100 --output runs/beam16
+    python -m evals.run --compare --strategies majority,best_of_n,beam --budgets 4,16,64 --output runs/cmp
+
+Each finished problem is appended to <output>/results.jsonl at once (answer, correct, path,
+scores, cost); rerunning with the same --output skips the problems already there, so a
+kill loses at most the batch in flight. The run ends with a summary table (accuracy with a
+95% interval, tokens, PRM tokens computed, calls, time), also written to summary.md/.json.
+--compare runs every strategy at every budget n into <output>/<strategy>-n<N>/ and writes
+compare.md and compare.png (accuracy vs generated tokens per problem).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from engine.models import DEFAULT_POLICY, DEFAULT_PRM, ModelDirError
+from evals.datasets import DatasetError, Problem, load_problems
+from evals.greedy import wilson_interval
+
+PRM_FREE = {"majority", "greedy"}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    import strategies
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--strategy", default="greedy_retry", help=f"one of: {', '.join(sorted(strategies.STRATEGIES))}")
+    parser.add_argument("--n", type=int, default=8, help="budget: candidates per step (beam, dvts) or rollouts (best_of_n, majority)")
+    parser.add_argument("--beam-width", type=int, default=4, help="M: beam keeps n/M paths and expands each by M; dvts runs n/M subtrees")
+    parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--aggregation", default="last", choices=["last", "min", "prod", "mean"], help="PRM step-score aggregation")
+    parser.add_argument("--selection", default="weighted", choices=["prm", "weighted", "majority"], help="best_of_n/dvts answer selection")
+    parser.add_argument("--threshold", type=float, default=0.5, help="greedy_retry acceptance threshold")
+    parser.add_argument("--mcts-iterations", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=0, help="vLLM engine seed")
+    parser.add_argument("--policy", default=str(DEFAULT_POLICY), help="policy model directory")
+    parser.add_argument("--prm", default=str(DEFAULT_PRM), help="PRM model directory")
+    parser.add_argument("--prm-backend", default="vllm", choices=["vllm", "hf"], help="PRM scorer")
+    parser.add_argument("--dataset", default="arith-test", help="arith-train, arith-dev, arith-test, or a JSONL file of {question, answer}")
+    parser.add_argument("--limit", type=int, default=None, help="first N problems only")
+    parser.add_argument("--batch-size", type=int, default=64, help="problems searched together (and at risk if killed)")
+    parser.add_argument("--output", default=None, help="output directory (default runs/<dataset>-<strategy>-n<N>)")
+    parser.add_argument("--compare", action="store_true", help="run --strategies x --budgets and plot accuracy vs budget")
+    parser.add_argument("--strategies", default="majority,best_of_n,beam,dvts,greedy_retry,mcts", help="with --compare")
+    parser.add_argument("--budgets", default="4,16", help="with --compare: values of --n")
+    args = parser.parse_args(argv)
+    names = args.strategies.split(",") if args.compare else [args.strategy]
+    for name in names:
+        if name not in strategies.STRATEGIES:
+            parser.error(f"unknown strategy {name!r}; choose from {', '.join(sorted(strategies.STRATEGIES))}")
+    return args
+
+
+def search_config(args: argparse.Namespace, n: int):
+    from strategies import SearchConfig
+
+    return SearchConfig(
+        n=n, beam_width=min(args.beam_width, n), temperature=args.temperature, aggregation=args.aggregation,
+        selection=args.selection, threshold=args.threshold, mcts_iterations=args.mcts_iterations,
+    )
+
+
+def read_results(path: Path) -> list[dict]:
+    """Finished problems; a line cut short by a kill is ignored (that problem runs again)."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def run_one(problems: list[Problem], strategy_name: str, config, policy, prm, out_dir: Path, batch_size: int) -> list[dict]:
+    """Search every problem not yet in out_dir/results.jsonl, appending as batches finish."""
+    import strategies
+    from tqdm import tqdm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results_path = out_dir / "results.jsonl"
+    done = {row["id"] for row in read_results(results_path)}
+    todo = [p for p in problems if p.id not in done]
+    strategy = strategies.get_strategy(strategy_name)
+    with tqdm(total=len(problems), initial=len(problems) - len(todo), desc=f"{strategy_name} n={config.n}", unit="problem") as bar:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
+            t0 = time.perf_counter()
+            results = strategy.search(batch, policy, None if strategy_name in PRM_FREE else prm, config)
+            seconds = (time.perf_counter() - t0) / len(batch)
+            with results_path.open("a") as f:
+                for problem, result in zip(batch, results):
+                    row = {**result.as_dict(), "reference": problem.answer, "correct": problem.grade(result.answer),
+                           "n_operands": problem.n_operands, "strategy": strategy_name, "n": config.n, "seconds": seconds}
+                    f.write(json.dumps(row) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            bar.update(len(batch))
+    wanted = {p.id for p in problems}
+    return [row for row in read_results(results_path) if row["id"] in wanted]
+
+
+def summarize(rows: list[dict]) -> dict:
+    correct, total = sum(r["correct"] for r in rows), len(rows)
+    lo, hi = wilson_interval(correct, total)
+    cost = lambda key: sum(r["cost"][key] for r in rows)  # noqa: E731
+    seconds = sum(r["seconds"] for r in rows)
+    return {
+        "strategy": rows[0]["strategy"] if rows else "",
+        "n": rows[0]["n"] if rows else 0,
+        "problems": total,
+        "accuracy": correct / total if total else 0.0,
+        "ci95": [lo, hi],
+        "generated_tokens_per_problem": cost("generated_tokens") / max(total, 1),
+        "prm_tokens_computed_per_problem": cost("prm_tokens_computed") / max(total, 1),
+        "policy_calls": cost("policy_calls"),
+        "prm_calls": cost("prm_calls"),
+        "seconds": seconds,
+        "generated_tokens_per_second": cost("generated_tokens") / seconds if seconds else 0.0,
+    }
+
+
+def markdown_table(summaries: list[dict]) -> str:
+    lines = [
+        "| strategy | n | problems | accuracy | 95% CI | gen tokens/problem | PRM tokens computed/problem | policy calls | PRM calls | wall s | gen tokens/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        lines.append(
+            f"| {s['strategy']} | {s['n']} | {s['problems']} | {s['accuracy']:.1%} | {s['ci95'][0]:.1%}–{s['ci95'][1]:.1%} "
+            f"| {s['generated_tokens_per_problem']:.0f} | {s['prm_tokens_computed_per_problem']:.0f} | {s['policy_calls']:.0f} "
+            f"| {s['prm_calls']:.0f} | {s['seconds']:.1f} | {s['generated_tokens_per_second']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(summaries: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in dict.fromkeys(s["strategy"] for s in summaries):
+        points = sorted((s["generated_tokens_per_problem"], s["accuracy"], s["n"]) for s in summaries if s["strategy"] == name)
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+        for x, y, n in points:
+            ax.annotate(f"n={n}", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("generated tokens per problem (log)")
+    ax.set_ylabel("accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def load_models(args: argparse.Namespace, need_prm: bool):
+    from engine import HFPRM, VLLMPRM, EngineConfig, Policy
+
+    policy = Policy(args.policy, config=EngineConfig(seed=args.seed))
+    prm = None
+    if need_prm:
+        prm = VLLMPRM(args.prm, config=EngineConfig(seed=args.seed)) if args.prm_backend == "vllm" else HFPRM(args.prm)
+    return policy, prm
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        problems = load_problems(args.dataset)[: args.limit]
+        names = args.strategies.split(",") if args.compare else [args.strategy]
+        budgets = [int(b) for b in args.budgets.split(",")] if args.compare else [args.n]
+        policy, prm = load_models(args, need_prm=any(n not in PRM_FREE for n in names))
+    except (DatasetError, ModelDirError) as e:
+        sys.exit(f"error: {e}")
+    dataset_tag = Path(args.dataset).stem if args.dataset.endswith(".jsonl") else args.dataset
+    out = Path(args.output or f"runs/{dataset_tag}-{'compare' if args.compare else f'{args.strategy}-n{args.n}'}")
+
+    summaries = []
+    for name in names:
+        for n in budgets if name != "greedy" else [1]:
+            run_dir = out / f"{name}-n{n}" if args.compare else out
+            rows = run_one(problems, name, search_config(args, n), policy, prm, run_dir, args.batch_size)
+            summary = summarize(rows)
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            (run_dir / "summary.md").write_text(markdown_table([summary]) + "\n")
+            summaries.append(summary)
+    table = markdown_table(summaries)
+    print(f"\n{args.dataset}, {len(problems)} problems\n{table}")
+    if args.compare:
+        (out / "compare.md").write_text(table + "\n")
+        (out / "compare.json").write_text(json.dumps(summaries, indent=2) + "\n")
+        plot(summaries, out / "compare.png")
+        print(f"\nwrote {out / 'compare.md'} and {out / 'compare.png'}")
+
+
+if __name__ == "__main__":
+    main()
