@@ -1,0 +1,107 @@
+"""Every strategy end to end on the shipped models (real vLLM), plus the pieces by hand."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import strategies
+from engine import Path
+from evals.datasets import load_problems
+from evals.run import run_one
+from strategies import Candidate, SearchConfig, aggregate, get_strategy
+from strategies.best_of_n import select
+
+SMALL = SearchConfig(n=4, beam_width=2, mcts_iterations=6, mcts_expand=2, max_steps=12)
+
+
+@pytest.fixture(scope="module")
+def problems():
+    return load_problems("arith-dev")[:6]
+
+
+def test_registry():
+    assert {"greedy_retry", "beam", "best_of_n", "dvts", "mcts", "majority", "greedy"} <= set(strategies.STRATEGIES)
+    assert get_strategy("beam").name == "beam"
+    with pytest.raises(KeyError, match="unknown strategy 'nope'.*beam"):
+        get_strategy("nope")
+
+
+@pytest.mark.parametrize("name", ["greedy_retry", "beam", "best_of_n", "dvts", "mcts", "majority", "greedy"])
+def test_each_strategy_end_to_end(name, problems, policy, vllm_prm):
+    calls = policy.generate_calls
+    results = get_strategy(name).search(problems, policy, vllm_prm, SMALL)
+    calls = policy.generate_calls - calls
+    assert [r.question for r in results] == [p.question for p in problems]
+    for r in results:
+        assert r.path is not None and r.answer == r.path.steps[-1].strip()
+        assert r.candidates and r.cost.generated_tokens > 0 and r.cost.policy_calls > 0
+        if name not in ("majority", "greedy"):
+            assert len(r.scores) == len(r.path.steps) and all(0.0 <= s <= 1.0 for s in r.scores)
+            assert r.cost.prm_calls > 0
+    # batched across problems: one policy call per search step for all six problems together
+    depth_bound = {"mcts": SMALL.mcts_iterations, "greedy_retry": SMALL.max_steps + SMALL.max_retries_per_problem}
+    assert calls <= depth_bound.get(name, SMALL.max_steps + 1)
+    assert sum(p.grade(r.answer) for p, r in zip(problems, results)) >= 4  # the shipped models solve most dev problems
+
+
+def test_greedy_retry_stops_when_retries_run_out(problems, policy, vllm_prm):
+    cfg = SearchConfig(threshold=1.01, max_retries_per_step=2, max_retries_per_problem=3, max_steps=10)  # nothing is ever accepted
+    results = get_strategy("greedy_retry").search(problems[:3], policy, vllm_prm, cfg)
+    for r in results:
+        assert r.path is not None
+        # every position costs at most 1 + 2 tries, and the problem at most 3 retries in all
+        assert len(r.candidates) <= len(r.path.steps) + 1 + cfg.max_retries_per_problem
+
+
+def test_aggregation_by_hand():
+    s = [0.9, 0.5, 0.8]
+    assert aggregate(s, "last") == 0.8 and aggregate(s, "min") == 0.5
+    assert aggregate(s, "prod") == pytest.approx(0.36) and aggregate(s, "mean") == pytest.approx(2.2 / 3)
+    assert aggregate([], "min") == 0.0
+    with pytest.raises(ValueError, match="unknown aggregation"):
+        aggregate(s, "max")
+
+
+def test_selection_by_hand():
+    def cand(answer, score):
+        return Candidate(Path("q", ("x", answer), True), [1.0, score])
+
+    cands = [cand("1", 0.9), cand("2", 0.3), cand("2", 0.3), cand("2", 0.2)]
+    extract = lambda steps: steps[-1]  # noqa: E731
+    assert select(cands, "prm", "last", extract).path.steps[-1] == "1"
+    assert select(cands, "majority", "last", extract).path.steps[-1] == "2"  # 3 votes to 1
+    assert select(cands, "weighted", "last", extract).path.steps[-1] == "1"  # 0.9 > 0.3 + 0.3 + 0.2
+
+
+def test_run_resumes_after_a_kill(tmp_path, policy, vllm_prm):
+    problems = load_problems("arith-dev")[:6]
+    out = tmp_path / "run"
+    rows = run_one(problems, "beam", SMALL, policy, vllm_prm, out, batch_size=2)
+    assert sorted(r["id"] for r in rows) == sorted(p.id for p in problems)
+    # a kill after 3 problems, in the middle of writing the 4th line
+    lines = (out / "results.jsonl").read_text().splitlines()
+    (out / "results.jsonl").write_text("\n".join(lines[:3]) + "\n" + lines[3][:40])
+    calls = policy.generate_calls
+    rows = run_one(problems, "beam", SMALL, policy, vllm_prm, out, batch_size=2)
+    assert policy.generate_calls > calls  # the missing problems ran again
+    assert sorted(r["id"] for r in rows) == sorted(p.id for p in problems)  # each exactly once
+    rerun_calls = policy.generate_calls
+    run_one(problems, "beam", SMALL, policy, vllm_prm, out, batch_size=2)
+    assert policy.generate_calls == rerun_calls  # nothing left to do
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "evals.run", *args], capture_output=True, text=True)
+
+
+def test_cli_errors(tmp_path):
+    run = cli("--strategy", "nope")
+    assert run.returncode == 2 and "unknown strategy 'nope'" in run.stderr
+    run = cli("--policy", str(tmp_path / "missing"), "--limit", "1", "--output", str(tmp_path / "o"))
+    assert run.returncode != 0 and "policy directory not found" in run.stderr
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"question": "1+1", "answer": "2"}) + "\n" + json.dumps({"question": "2+2"}) + "\n")
+    run = cli("--dataset", str(bad), "--output", str(tmp_path / "o"))
+    assert run.returncode != 0 and "bad.jsonl:2: needs a string or number 'answer'" in run.stderr
