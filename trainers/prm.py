@@ -48,7 +48,7 @@ class PRMConfig(TrainingArguments):
     train_file: str | None = field(default=None, metadata={"help": "Stepwise JSONL {'question'|'prompt', 'completions', 'labels'}. Default: verifier-labelled policy rollouts."})
     eval_file: str | None = field(default=None, metadata={"help": "Held-out stepwise JSONL. Default: rollouts on the arith dev split."})
     policy: str = field(default=str(DEFAULT_POLICY), metadata={"help": "Policy directory that makes the rollouts."})
-    rollout_problems: int = field(default=6000, metadata={"help": "Problems (2-6 operands, none from dev/test) to roll out."})
+    rollout_problems: int = field(default=4000, metadata={"help": "Problems (2-6 operands, none from dev/test) to roll out."})
     rollouts_per_problem: int = field(default=4, metadata={"help": "Rollouts per problem."})
     rollout_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the rollouts."})
     eval_problems: int = field(default=300, metadata={"help": "Dev problems rolled out for the held-out metrics."})
@@ -60,7 +60,7 @@ class PRMConfig(TrainingArguments):
     prompt_template: str = field(default=StepFormat.prompt_template, metadata={"help": "Prompt template with {question}."})
     # Defaults that differ from TrainingArguments'.
     output_dir: str = field(default="models/prm", metadata={"help": "Where checkpoints, rollouts and the final model go."})
-    max_steps: int = field(default=2000, metadata={"help": "Total optimizer steps."})
+    max_steps: int = field(default=1500, metadata={"help": "Total optimizer steps."})
     per_device_train_batch_size: int = field(default=64, metadata={"help": "Batch size per device."})
     learning_rate: float = field(default=5e-4, metadata={"help": "Peak learning rate."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
