@@ -35,13 +35,12 @@ class Problem:
         return answers_match(answer_text, self.answer)
 
 
-def load_problems(spec: str) -> list[Problem]:
-    if spec in ARITH_DATASETS:
-        return [Problem(p.id, p.question, str(p.answer), p.n_operands) for p in arith.load_split(ARITH_DATASETS[spec])]
-    path = Path(spec)
+def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; a clear error names the bad line."""
+    path = Path(path)
     if not path.is_file():
-        raise DatasetError(f"unknown dataset {spec!r}: not one of {sorted(ARITH_DATASETS)} and no such file")
-    problems, seen = [], set()
+        raise DatasetError(f"dataset file not found: {path}")
+    rows = []
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -51,20 +50,32 @@ def load_problems(spec: str) -> list[Problem]:
             except json.JSONDecodeError as e:
                 raise DatasetError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
             if not isinstance(row, dict):
-                raise DatasetError(f"{path}:{lineno}: expected a JSON object")
-            question = row.get("question", row.get("problem"))
-            answer = row.get("answer", row.get("solution"))
-            if not isinstance(question, str) or not question.strip():
-                raise DatasetError(f"{path}:{lineno}: needs a non-empty string 'question' (or 'problem')")
-            if isinstance(answer, (int, float)):
-                answer = str(answer)
-            if not isinstance(answer, str) or not answer.strip():
-                raise DatasetError(f"{path}:{lineno}: needs a string or number 'answer' (or 'solution')")
-            pid = str(row.get("id", f"{path.stem}-{lineno}"))
-            if pid in seen:
-                raise DatasetError(f"{path}:{lineno}: duplicate id {pid!r}")
-            seen.add(pid)
-            problems.append(Problem(pid, question, answer))
-    if not problems:
+                raise DatasetError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            rows.append((lineno, row))
+    if not rows:
         raise DatasetError(f"{path}: no rows")
+    return rows
+
+
+def load_problems(spec: str) -> list[Problem]:
+    if spec in ARITH_DATASETS:
+        return [Problem(p.id, p.question, str(p.answer), p.n_operands) for p in arith.load_split(ARITH_DATASETS[spec])]
+    path = Path(spec)
+    if not path.is_file():
+        raise DatasetError(f"unknown dataset {spec!r}: not one of {sorted(ARITH_DATASETS)} and no such file")
+    problems, seen = [], set()
+    for lineno, row in read_jsonl(path):
+        question = row.get("question", row.get("problem"))
+        answer = row.get("answer", row.get("solution"))
+        if not isinstance(question, str) or not question.strip():
+            raise DatasetError(f"{path}:{lineno}: needs a non-empty string 'question' (or 'problem')")
+        if isinstance(answer, (int, float)):
+            answer = str(answer)
+        if not isinstance(answer, str) or not answer.strip():
+            raise DatasetError(f"{path}:{lineno}: needs a string or number 'answer' (or 'solution')")
+        pid = str(row.get("id", f"{path.stem}-{lineno}"))
+        if pid in seen:
+            raise DatasetError(f"{path}:{lineno}: duplicate id {pid!r}")
+        seen.add(pid)
+        problems.append(Problem(pid, question, answer))
     return problems

@@ -52,7 +52,7 @@ def test_prm_metrics_by_hand():
 def test_malformed_stepwise_rows_name_the_line(tmp_path):
     f = tmp_path / "s.jsonl"
     f.write_text('{"prompt": "1+1=", "completions": ["2"], "labels": [true]}\n{"prompt": "x", "completions": ["a", "b"], "labels": [true]}\n')
-    with pytest.raises(DataError, match="s.jsonl: row 2: 2 completions but 1 labels"):
+    with pytest.raises(DataError, match="s.jsonl:2: 2 completions but 1 labels"):
         load_prm_jsonl(f)
 
 

@@ -105,7 +105,7 @@ def test_fine_tunes_a_local_model_dir_on_a_jsonl_file(smoke_run, tmp_path):
 def test_malformed_rows_name_the_line(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "1+1", "steps": ["2"]}\n{"question": "1+2", "steps": "3"}\n')
-    with pytest.raises(DataError, match=r"bad.jsonl: row 2: 'steps' must be"):
+    with pytest.raises(DataError, match=r"bad.jsonl:2: 'steps' must be"):
         load_sft_jsonl(bad)
     bad.write_text('{"question": "1+1", "steps": ["2"]}\n{not json\n')
     with pytest.raises(DataError, match=r"bad.jsonl:2: not valid JSON"):

@@ -6,45 +6,20 @@ step format's prompt template) or `{"prompt": str, "steps": [...]}` (used verbat
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterable
 
 from datasets import Dataset, Features, List, Value
 
 from engine.encoding import StepEncoder
+from evals.datasets import DatasetError as DataError  # noqa: F401  (re-exported for the trainers)
+from evals.datasets import read_jsonl
 from trainers.losses import IGNORE_INDEX  # label value that the losses ignore
-
-
-
-class DataError(ValueError):
-    """A malformed dataset row or file; the message names the file and line."""
 
 
 def arith_sft_rows(problems: Iterable[Any]) -> list[dict]:
     """Reference solutions of embedded-world problems as step-SFT rows."""
     return [{"question": p.question, "steps": list(p.steps)} for p in problems]
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"dataset file not found: {path}")
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-    if not rows:
-        raise DataError(f"{path}: no rows")
-    return rows
 
 
 def check_sft_row(row: dict, where: str) -> None:
@@ -57,9 +32,9 @@ def check_sft_row(row: dict, where: str) -> None:
 
 def load_sft_jsonl(path: str | Path) -> list[dict]:
     rows = read_jsonl(path)
-    for i, row in enumerate(rows):
-        check_sft_row(row, f"{path}: row {i + 1}")
-    return rows
+    for lineno, row in rows:
+        check_sft_row(row, f"{path}:{lineno}")
+    return [row for _, row in rows]
 
 
 def tokenize_sft(row: dict, encoder: StepEncoder) -> dict:
@@ -112,9 +87,9 @@ def check_prm_row(row: dict, where: str) -> None:
 
 def load_prm_jsonl(path: str | Path) -> list[dict]:
     rows = read_jsonl(path)
-    for i, row in enumerate(rows):
-        check_prm_row(row, f"{path}: row {i + 1}")
-    return rows
+    for lineno, row in rows:
+        check_prm_row(row, f"{path}:{lineno}")
+    return [row for _, row in rows]
 
 
 def tokenize_prm(row: dict, encoder: StepEncoder) -> dict:

@@ -22,21 +22,20 @@ from __future__ import annotations
 
 import gc
 import json
-import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 
 import torch
-from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, HfArgumentParser, Trainer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
 from engine.encoding import StepEncoder
 from engine.format import StepFormat
-from engine.models import DEFAULT_POLICY, ModelDirError, check_model_dir, load_tokenizer
+from engine.models import DEFAULT_POLICY, check_model_dir, load_tokenizer
 from engine.types import Path
 from evals.prm_eval import prm_metrics
 from evals.tasks import arith
-from trainers.data import DataError, load_prm_jsonl, prm_dataset
+from trainers.common import cli, fit
+from trainers.data import load_prm_jsonl, prm_dataset
 from trainers.losses import prm_loss
 
 
@@ -170,27 +169,16 @@ def train(cfg: PRMConfig) -> Trainer:
         positive_id=encoder.positive_id,
         negative_id=encoder.negative_id,
     )
-    last = get_last_checkpoint(cfg.output_dir) if FsPath(cfg.output_dir).is_dir() else None
-    if last:
-        print(f"resuming from {last}")
-    trainer.train(resume_from_checkpoint=last)
-    trainer.save_model(cfg.output_dir)
-
-    out = FsPath(cfg.output_dir)
+    out = fit(trainer, cfg.output_dir)
     if eval_path:
         metrics = evaluate_prm(out, fmt, load_prm_jsonl(eval_path))
         print(f"held-out PRM metrics: {json.dumps(metrics)}")
         (out / "prm_eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (out / "train_config.json").write_text(json.dumps({k: str(v) for k, v in asdict(cfg).items()}, indent=2) + "\n")
     return trainer
 
 
 def main(argv: list[str] | None = None) -> None:
-    (cfg,) = HfArgumentParser(PRMConfig).parse_args_into_dataclasses(argv)
-    try:
-        train(cfg)
-    except (ModelDirError, DataError) as e:
-        sys.exit(f"error: {e}")
+    cli(PRMConfig, train, argv)
 
 
 if __name__ == "__main__":

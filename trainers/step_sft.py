@@ -14,27 +14,17 @@ resumes from its last checkpoint. The result is a plain HF model directory.
 from __future__ import annotations
 
 import json
-import sys
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import torch
-from transformers import (
-    AutoModelForCausalLM,
-    DataCollatorForSeq2Seq,
-    HfArgumentParser,
-    LlamaConfig,
-    LlamaForCausalLM,
-    Trainer,
-    TrainingArguments,
-)
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
 
 from engine.encoding import StepEncoder
 from engine.format import StepFormat
-from engine.models import ModelDirError, check_model_dir, load_tokenizer
+from engine.models import check_model_dir, load_tokenizer
 from evals.tasks import arith
-from trainers.data import DataError, arith_sft_rows, load_sft_jsonl, sft_dataset
+from trainers.common import cli, fit
+from trainers.data import arith_sft_rows, load_sft_jsonl, sft_dataset
 from trainers.tokenizer import build_char_tokenizer
 
 
@@ -118,30 +108,18 @@ def train(cfg: StepSFTConfig) -> Trainer:
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True),
         processing_class=tokenizer,
     )
-    last = get_last_checkpoint(cfg.output_dir) if Path(cfg.output_dir).is_dir() else None
-    if last:
-        print(f"resuming from {last}")
-    trainer.train(resume_from_checkpoint=last)
-    trainer.save_model(cfg.output_dir)  # config + safetensors + tokenizer
-    model.generation_config.save_pretrained(cfg.output_dir)
-
-    out = Path(cfg.output_dir)
+    out = fit(trainer, cfg.output_dir)
     if cfg.eval_problems and not cfg.train_file:
         from evals.greedy import greedy_report
 
         report = greedy_report(model, tokenizer, fmt, arith.load_split("dev")[: cfg.eval_problems])
         print(f"dev greedy accuracy: {report}")
         (out / "dev_greedy.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "train_config.json").write_text(json.dumps({k: str(v) for k, v in asdict(cfg).items()}, indent=2) + "\n")
     return trainer
 
 
 def main(argv: list[str] | None = None) -> None:
-    (cfg,) = HfArgumentParser(StepSFTConfig).parse_args_into_dataclasses(argv)
-    try:
-        train(cfg)
-    except (ModelDirError, DataError) as e:
-        sys.exit(f"error: {e}")
+    cli(StepSFTConfig, train, argv)
 
 
 if __name__ == "__main__":
