@@ -6,6 +6,7 @@ step format's prompt template) or `{"prompt": str, "steps": [...]}` (used verbat
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -20,6 +21,15 @@ from trainers.losses import IGNORE_INDEX  # label value that the losses ignore
 def arith_sft_rows(problems: Iterable[Any]) -> list[dict]:
     """Reference solutions of embedded-world problems as step-SFT rows."""
     return [{"question": p.question, "steps": list(p.steps)} for p in problems]
+
+
+def write_jsonl(path: str | Path, rows: list[dict]) -> None:
+    """Write all rows or nothing: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tmp.replace(path)
 
 
 def check_sft_row(row: dict, where: str) -> None:

@@ -35,7 +35,7 @@ from engine.types import Path
 from evals.prm_eval import prm_metrics
 from evals.tasks import arith
 from trainers.common import cli, fit
-from trainers.data import load_prm_jsonl, prm_dataset
+from trainers.data import load_prm_jsonl, prm_dataset, write_jsonl
 from trainers.losses import prm_loss
 
 
@@ -92,13 +92,6 @@ def rollout_rows(policy, problems: list[arith.ArithProblem], n: int, temperature
         for steps in dict.fromkeys(s for s in candidates if s):
             rows.append({"question": problem.question, "completions": list(steps), "labels": step_labels(problem.question, list(steps))})
     return rows
-
-
-def write_jsonl(path: FsPath, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.replace(path)  # all or nothing: a crash never leaves half a file
 
 
 def default_rollouts(cfg: PRMConfig) -> tuple[FsPath, FsPath]:

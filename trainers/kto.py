@@ -1,0 +1,263 @@
+"""KTO: learn from unpaired good and bad completions (Ethayarajh et al., 2024).
+
+    python -m trainers.kto --output_dir models/kto                     # embedded-world demo data
+    python -m trainers.kto --train_file unpaired.jsonl --init_model DIR --output_dir out
+
+Rows are `{"prompt": str, "completion": str, "label": true|false}` (or `"question"`, which
+goes through the step format's prompt template). By default the data comes from the
+embedded world: the SFT policy samples completions (through engine.Policy), and the exact
+verifier labels a completion desirable iff every step is right and the answer is correct.
+The rows are written to `<output_dir>/data/train.jsonl` and reused on a rerun.
+
+The reference model is a frozen copy of the starting model. Each batch also pairs every
+completion with the *next* row's prompt (mismatched pairs): their log-ratio, averaged,
+clamped at 0 and detached, is the KL reference point z_ref (trainers.losses.kto_loss).
+When the classes are imbalanced and no weights are given, the desirable weight is set so
+that lambda_D * n_D / (lambda_U * n_U) lies in [1, 4/3] (the paper's recommendation), with a
+warning. Logs rewards/chosen, rewards/rejected, rewards/margins and kl.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+
+import torch
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
+
+from engine.encoding import StepEncoder
+from engine.format import StepFormat
+from engine.models import DEFAULT_POLICY, check_model_dir, load_tokenizer
+from engine.types import Path
+from evals.datasets import DatasetError, read_jsonl
+from evals.tasks import arith
+from trainers.common import cli, fit
+from trainers.data import write_jsonl
+from trainers.losses import IGNORE_INDEX, kto_loss, sequence_logps
+
+
+@dataclass
+class KTOConfig(TrainingArguments):
+    """KTO options; every transformers TrainingArguments option is accepted too."""
+
+    init_model: str = field(default=str(DEFAULT_POLICY), metadata={"help": "Policy to improve (also the frozen reference)."})
+    train_file: str | None = field(default=None, metadata={"help": "Unpaired JSONL {'prompt'|'question', 'completion', 'label'}. Default: verifier-labelled policy samples."})
+    beta: float = field(default=0.1, metadata={"help": "KTO beta: how far the policy may move from the reference."})
+    desirable_weight: float | None = field(default=None, metadata={"help": "lambda_D. Default: 1, or the [1, 4/3] balancing rule when the classes are imbalanced."})
+    undesirable_weight: float = field(default=1.0, metadata={"help": "lambda_U."})
+    length_normalized: bool = field(default=False, metadata={"help": "Divide sequence log-probs by the number of completion tokens (the course notebook's per-token variant)."})
+    sample_problems: int = field(default=3000, metadata={"help": "Default data: train problems to sample on."})
+    samples_per_problem: int = field(default=4, metadata={"help": "Default data: samples per problem."})
+    sample_temperature: float = field(default=1.0, metadata={"help": "Default data: sampling temperature."})
+    keep_desirable: float = field(default=1.0, metadata={"help": "Keep this fraction of desirable rows (e.g. 0.1 to test imbalance)."})
+    max_length: int = field(default=512, metadata={"help": "Drop rows longer than this many tokens."})
+    sep: str = field(default=StepFormat.sep, metadata={"help": "Step separator token."})
+    eos: str = field(default=StepFormat.eos, metadata={"help": "End-of-sequence token."})
+    prompt_template: str = field(default=StepFormat.prompt_template, metadata={"help": "Prompt template with {question}."})
+    # Defaults that differ from TrainingArguments'.
+    output_dir: str = field(default="models/kto", metadata={"help": "Where checkpoints, data and the final model go."})
+    max_steps: int = field(default=600, metadata={"help": "Total optimizer steps."})
+    per_device_train_batch_size: int = field(default=32, metadata={"help": "Batch size per device."})
+    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate."})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
+    warmup_steps: float = field(default=30, metadata={"help": "Linear warm-up steps."})
+    logging_steps: float = field(default=50, metadata={"help": "Log every this many steps."})
+    save_steps: float = field(default=200, metadata={"help": "Checkpoint every this many steps."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Keep at most this many checkpoints."})
+    dataloader_drop_last: bool = field(default=True, metadata={"help": "Drop the last incomplete batch."})
+    dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin batches in memory (only useful on a GPU)."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep every dataset column."})
+
+    @property
+    def step_format(self) -> StepFormat:
+        return StepFormat(sep=self.sep, eos=self.eos, prompt_template=self.prompt_template)
+
+
+# -- data -------------------------------------------------------------------------------
+
+
+def load_unpaired_jsonl(path: str | FsPath) -> list[dict]:
+    rows = []
+    for lineno, row in read_jsonl(path):
+        where = f"{path}:{lineno}"
+        if not isinstance(row.get("prompt", row.get("question")), str):
+            raise DatasetError(f"{where}: needs a string 'prompt' or 'question'")
+        if not isinstance(row.get("completion"), str) or not row["completion"]:
+            raise DatasetError(f"{where}: needs a non-empty string 'completion'")
+        if not isinstance(row.get("label"), bool):
+            raise DatasetError(f"{where}: 'label' must be true or false")
+        rows.append(row)
+    return rows
+
+
+def tokenize_unpaired(row: dict, encoder: StepEncoder) -> dict:
+    if "prompt" in row:
+        prompt_ids = list(encoder.tokenizer(row["prompt"], add_special_tokens=True)["input_ids"])
+    else:
+        prompt_ids = list(encoder.prompt_ids(row["question"]))
+    completion_ids = list(encoder.tokenizer(row["completion"], add_special_tokens=False)["input_ids"])
+    return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "label": row["label"]}
+
+
+def pad(sequences: list[list[int]], value: int) -> torch.Tensor:
+    width = max(len(s) for s in sequences)
+    return torch.tensor([s + [value] * (width - len(s)) for s in sequences])
+
+
+class KTOCollator:
+    """Batches of prompt+completion, plus the mismatched pairs: completion i under prompt i+1."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def _pack(self, prompts: list[list[int]], completions: list[list[int]], prefix: str) -> dict:
+        ids = [p + c for p, c in zip(prompts, completions)]
+        labels = [[IGNORE_INDEX] * len(p) + c for p, c in zip(prompts, completions)]
+        return {
+            f"{prefix}input_ids": pad(ids, self.pad_id),
+            f"{prefix}attention_mask": pad([[1] * len(x) for x in ids], 0),
+            f"{prefix}labels": pad(labels, IGNORE_INDEX),
+        }
+
+    def __call__(self, examples: list[dict]) -> dict:
+        prompts = [e["prompt_ids"] for e in examples]
+        completions = [e["completion_ids"] for e in examples]
+        shifted = prompts[1:] + prompts[:1]  # a completion paired with another row's prompt
+        batch = {**self._pack(prompts, completions, ""), **self._pack(shifted, completions, "kl_")}
+        batch["label"] = torch.tensor([bool(e["label"]) for e in examples])
+        return batch
+
+
+def balanced_desirable_weight(n_desirable: int, n_undesirable: int, undesirable_weight: float) -> float:
+    """lambda_D such that lambda_D * n_D / (lambda_U * n_U) is in [1, 4/3] (1 if it already is)."""
+    if n_desirable == 0 or n_undesirable == 0:
+        return 1.0
+    ratio = n_desirable / (undesirable_weight * n_undesirable)
+    if 1.0 <= ratio <= 4 / 3:
+        return 1.0
+    target = 1.0 if ratio < 1.0 else 4 / 3
+    return target / ratio
+
+
+# -- the trainer -------------------------------------------------------------------------
+
+
+class KTOTrainer(Trainer):
+    def __init__(self, *args, ref_model, beta: float, desirable_weight: float, undesirable_weight: float, length_normalized: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ref_model = ref_model.eval().requires_grad_(False)
+        self.beta, self.length_normalized = beta, length_normalized
+        self.desirable_weight, self.undesirable_weight = desirable_weight, undesirable_weight
+        self._metrics: dict[str, list[float]] = defaultdict(list)
+
+    def _logps(self, model, inputs: dict, prefix: str) -> torch.Tensor:
+        logits = model(input_ids=inputs[f"{prefix}input_ids"], attention_mask=inputs[f"{prefix}attention_mask"]).logits
+        return sequence_logps(logits, inputs[f"{prefix}labels"], self.length_normalized)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        label = inputs["label"]
+        policy = self._logps(model, inputs, "")
+        with torch.no_grad():  # z_ref is detached: its forward passes need no graph
+            policy_kl = self._logps(model, inputs, "kl_")
+            self.ref_model.to(policy.device)
+            reference = self._logps(self.ref_model, inputs, "")
+            reference_kl = self._logps(self.ref_model, inputs, "kl_")
+        losses, chosen_rewards, rejected_rewards, kl = kto_loss(
+            policy[label], policy[~label], policy_kl, reference[label], reference[~label], reference_kl,
+            beta=self.beta, desirable_weight=self.desirable_weight, undesirable_weight=self.undesirable_weight,
+        )
+        if chosen_rewards.numel():
+            self._metrics["rewards/chosen"].append(chosen_rewards.mean().item())
+        if rejected_rewards.numel():
+            self._metrics["rewards/rejected"].append(rejected_rewards.mean().item())
+        if chosen_rewards.numel() and rejected_rewards.numel():
+            self._metrics["rewards/margins"].append(chosen_rewards.mean().item() - rejected_rewards.mean().item())
+        self._metrics["kl"].append(kl.item())
+        loss = losses.mean()
+        return (loss, {"losses": losses}) if return_outputs else loss
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        for key, values in self._metrics.items():
+            logs[key] = round(sum(values) / len(values), 5)
+        self._metrics.clear()
+        super().log(logs, *args, **kwargs)
+
+
+# -- default data: the embedded world ----------------------------------------------------
+
+
+def sampled_rows(cfg: KTOConfig) -> list[dict]:
+    """Policy samples on train problems, labelled by the verifier (desirable = every step right)."""
+    from engine.policy import Policy
+
+    fmt = cfg.step_format
+    problems = arith.load_split("train")[: cfg.sample_problems]
+    policy = Policy(cfg.init_model, fmt)
+    rollouts = policy.complete([Path(p.question) for p in problems], cfg.samples_per_problem, temperature=cfg.sample_temperature, max_tokens=256).paths
+    del policy
+    rows = []
+    for problem, paths in zip(problems, rollouts):
+        for path in dict.fromkeys(p for p in paths if p.steps):
+            verdict = arith.verify_steps(problem.question, path.steps)
+            good = path.finished and verdict.first_error is None and verdict.answer_correct
+            rows.append({"question": problem.question, "completion": fmt.join_steps(path.steps, finished=path.finished), "label": good})
+    return rows
+
+
+def default_data(cfg: KTOConfig) -> FsPath:
+    path = FsPath(cfg.output_dir) / "data" / "train.jsonl"
+    if not path.is_file():
+        write_jsonl(path, sampled_rows(cfg))
+    return path
+
+
+def train(cfg: KTOConfig) -> Trainer:
+    import random
+
+    fmt = cfg.step_format
+    init = check_model_dir(cfg.init_model, "init model")
+    tokenizer = load_tokenizer(init, fmt, "init model")
+    rows = load_unpaired_jsonl(cfg.train_file or default_data(cfg))
+    if cfg.keep_desirable < 1.0:
+        rng = random.Random(cfg.seed)
+        rows = [r for r in rows if not r["label"] or rng.random() < cfg.keep_desirable]
+    n_d, n_u = sum(r["label"] for r in rows), sum(not r["label"] for r in rows)
+    desirable_weight = cfg.desirable_weight
+    if desirable_weight is None:
+        desirable_weight = balanced_desirable_weight(n_d, n_u, cfg.undesirable_weight)
+        if desirable_weight != 1.0:
+            warnings.warn(f"imbalanced data ({n_d} desirable, {n_u} undesirable): desirable_weight set to {desirable_weight:.3f}")
+    print(f"KTO data: {n_d} desirable, {n_u} undesirable rows; lambda_D={desirable_weight:.3f}, lambda_U={cfg.undesirable_weight}")
+
+    encoder = StepEncoder(tokenizer, fmt, f"init model {init}")
+    dataset = Dataset.from_list([tokenize_unpaired(r, encoder) for r in rows])
+    dataset = dataset.filter(lambda ex: len(ex["prompt_ids"]) + len(ex["completion_ids"]) <= cfg.max_length)
+    model = AutoModelForCausalLM.from_pretrained(str(init), dtype=torch.float32)
+    trainer = KTOTrainer(
+        model=model,
+        args=cfg,
+        train_dataset=dataset,
+        data_collator=KTOCollator(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id),
+        processing_class=tokenizer,
+        ref_model=copy.deepcopy(model),
+        beta=cfg.beta,
+        desirable_weight=desirable_weight,
+        undesirable_weight=cfg.undesirable_weight,
+        length_normalized=cfg.length_normalized,
+    )
+    out = fit(trainer, cfg.output_dir)
+    (out / "kto_data.json").write_text(json.dumps({"desirable": n_d, "undesirable": n_u, "desirable_weight": desirable_weight}) + "\n")
+    return trainer
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli(KTOConfig, train, argv)
+
+
+if __name__ == "__main__":
+    main()
