@@ -47,7 +47,7 @@ class PRMConfig(TrainingArguments):
     train_file: str | None = field(default=None, metadata={"help": "Stepwise JSONL {'question'|'prompt', 'completions', 'labels'}. Default: verifier-labelled policy rollouts."})
     eval_file: str | None = field(default=None, metadata={"help": "Held-out stepwise JSONL. Default: rollouts on the arith dev split."})
     policy: str = field(default=str(DEFAULT_POLICY), metadata={"help": "Policy directory that makes the rollouts."})
-    rollout_problems: int = field(default=4000, metadata={"help": "Problems (2-6 operands, none from dev/test) to roll out."})
+    rollout_problems: int = field(default=20000, metadata={"help": "Problems (2-6 operands, none from dev/test) to roll out."})
     rollouts_per_problem: int = field(default=4, metadata={"help": "Rollouts per problem."})
     rollout_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the rollouts."})
     eval_problems: int = field(default=300, metadata={"help": "Dev problems rolled out for the held-out metrics."})

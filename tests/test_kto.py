@@ -1,0 +1,75 @@
+"""KTO end to end on the shipped policy: desirable completions gain log-probability over undesirable ones."""
+
+import json
+import random
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from engine import ARITH_FORMAT
+from engine.encoding import StepEncoder
+from engine.models import DEFAULT_POLICY
+from evals.datasets import DatasetError
+from evals.tasks import arith
+from trainers.kto import KTOCollator, KTOConfig, balanced_desirable_weight, load_unpaired_jsonl, tokenize_unpaired, train
+from trainers.losses import sequence_logps
+
+
+def unpaired_rows(problems, seed):
+    """The reference solution (desirable) and one with a wrong final answer (undesirable) per problem."""
+    rng = random.Random(seed)
+    rows = []
+    for p in problems:
+        rows.append({"question": p.question, "completion": ARITH_FORMAT.join_steps(p.steps, True), "label": True})
+        bad = list(p.steps[:-1]) + [str(p.answer + rng.choice([-2, -1, 1, 2]))]
+        rows.append({"question": p.question, "completion": ARITH_FORMAT.join_steps(bad, True), "label": False})
+    return rows
+
+
+def margin(model_dir, rows) -> float:
+    """mean log p(desirable) - mean log p(undesirable)."""
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
+    enc = StepEncoder(tok, ARITH_FORMAT)
+    batch = KTOCollator(tok.pad_token_id)([tokenize_unpaired(r, enc) for r in rows])
+    with torch.no_grad():
+        logps = sequence_logps(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, batch["labels"])
+    good = batch["label"]
+    return (logps[good].mean() - logps[~good].mean()).item()
+
+
+def test_kto_raises_desirable_over_undesirable(tmp_path):
+    # the shipped policy already prefers right answers on easy problems; use 4-operand ones with the most room
+    problems = [p for p in arith.load_split("train")[:4000] if p.n_operands == 4][:600]
+    train_file = tmp_path / "rows.jsonl"
+    train_file.write_text("".join(json.dumps(r) + "\n" for r in unpaired_rows(problems[:500], 0)))
+    held_out = unpaired_rows(problems[500:], 1)
+    cfg = KTOConfig(output_dir=str(tmp_path / "kto"), train_file=str(train_file), max_steps=30, learning_rate=2e-4,
+                    per_device_train_batch_size=16, warmup_steps=3, logging_steps=10, beta=0.1, disable_tqdm=True)
+    trainer = train(cfg)
+    logged = [h for h in trainer.state.log_history if "rewards/margins" in h]
+    assert logged and logged[-1]["rewards/margins"] > 0
+    assert margin(tmp_path / "kto", held_out) > margin(DEFAULT_POLICY, held_out) + 0.5
+
+
+def test_mismatched_pairs_and_balancing():
+    collate = KTOCollator(pad_id=0)
+    batch = collate([{"prompt_ids": [1, 2], "completion_ids": [3], "label": True},
+                     {"prompt_ids": [4], "completion_ids": [5, 6], "label": False}])
+    assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 5, 6]]
+    assert batch["labels"].tolist() == [[-100, -100, 3], [-100, 5, 6]]
+    # completion i is scored under prompt i+1 (the last under the first)
+    assert batch["kl_input_ids"].tolist() == [[4, 3, 0, 0], [1, 2, 5, 6]]
+    assert batch["kl_labels"].tolist() == [[-100, 3, -100, -100], [-100, -100, 5, 6]]
+    assert batch["label"].tolist() == [True, False]
+    assert balanced_desirable_weight(100, 100, 1.0) == 1.0
+    assert balanced_desirable_weight(10, 100, 1.0) == pytest.approx(10.0)  # ratio 0.1 -> 1
+    assert balanced_desirable_weight(200, 100, 1.0) == pytest.approx((4 / 3) / 2)  # ratio 2 -> 4/3
+
+
+def test_malformed_unpaired_rows(tmp_path):
+    f = tmp_path / "u.jsonl"
+    f.write_text('{"prompt": "1+1=", "completion": "2", "label": true}\n{"prompt": "1+2=", "completion": "3", "label": "yes"}\n')
+    with pytest.raises(DatasetError, match="u.jsonl:2: 'label' must be true or false"):
+        load_unpaired_jsonl(f)
