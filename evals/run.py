@@ -8,8 +8,9 @@ Each finished problem is appended to <output>/results.jsonl at once (answer, cor
 scores, cost); rerunning with the same --output skips the problems already there, so a
 kill loses at most the batch in flight. The run ends with a summary table (accuracy with a
 95% interval, tokens, PRM tokens computed, calls, time), also written to summary.md/.json.
---compare runs every strategy at every budget n into <output>/<strategy>-n<N>/ and writes
-compare.md and compare.png (accuracy vs generated tokens per problem).
+--compare runs every strategy at every budget n into <output>/<strategy>-n<N>/ (greedy and
+greedy_retry once) and writes compare.md and compare.png (accuracy vs generated tokens per
+problem) over every run in <output>, so several invocations add up.
 """
 
 from __future__ import annotations
@@ -59,12 +60,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def search_config(args: argparse.Namespace, n: int):
+# Strategies whose cost does not scale with n: --compare runs them once.
+BUDGET_FREE = {"greedy", "greedy_retry"}
+
+
+def search_config(args: argparse.Namespace, name: str, n: int):
+    """The SearchConfig for one run. Under --compare, mcts's budget follows n: 2n iterations of 4 children."""
     from strategies import SearchConfig
 
+    iterations = 2 * n if args.compare else args.mcts_iterations
     return SearchConfig(
         n=n, beam_width=min(args.beam_width, n), temperature=args.temperature, aggregation=args.aggregation,
-        selection=args.selection, threshold=args.threshold, mcts_iterations=args.mcts_iterations,
+        selection=args.selection, threshold=args.threshold, mcts_iterations=iterations,
     )
 
 
@@ -188,13 +195,15 @@ def main(argv: list[str] | None = None) -> None:
 
     summaries = []
     for name in names:
-        for n in budgets if name != "greedy" else [1]:
+        for n in [1] if args.compare and name in BUDGET_FREE else budgets:
             run_dir = out / f"{name}-n{n}" if args.compare else out
-            rows = run_one(problems, name, search_config(args, n), policy, prm, run_dir, args.batch_size)
+            rows = run_one(problems, name, search_config(args, name, n), policy, prm, run_dir, args.batch_size)
             summary = summarize(rows)
             (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
             (run_dir / "summary.md").write_text(markdown_table([summary]) + "\n")
             summaries.append(summary)
+    if args.compare:  # every run in the directory so far, this invocation's and earlier ones'
+        summaries = [json.loads(p.read_text()) for p in sorted(out.glob("*-n*/summary.json"))]
     table = markdown_table(summaries)
     print(f"\n{args.dataset}, {len(problems)} problems\n{table}")
     if args.compare:
