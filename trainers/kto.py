@@ -7,7 +7,8 @@ Rows are `{"prompt": str, "completion": str, "label": true|false}` (or `"questio
 goes through the step format's prompt template). By default the data comes from the
 embedded world: the SFT policy samples completions (through engine.Policy), and the exact
 verifier labels a completion desirable iff every step is right and the answer is correct.
-The rows are written to `<output_dir>/data/train.jsonl` and reused on a rerun.
+The problems are fresh ones with 2-6 operands (none from dev/test); the rows are written to
+`<output_dir>/data/train.jsonl` and reused on a rerun.
 
 The reference model is a frozen copy of the starting model. Each batch also pairs every
 completion with the *next* row's prompt (mismatched pairs): their log-ratio, averaged,
@@ -51,7 +52,7 @@ class KTOConfig(TrainingArguments):
     desirable_weight: float | None = field(default=None, metadata={"help": "lambda_D. Default: 1, or the [1, 4/3] balancing rule when the classes are imbalanced."})
     undesirable_weight: float = field(default=1.0, metadata={"help": "lambda_U."})
     length_normalized: bool = field(default=False, metadata={"help": "Divide sequence log-probs by the number of completion tokens (the course notebook's per-token variant)."})
-    sample_problems: int = field(default=3000, metadata={"help": "Default data: train problems to sample on."})
+    sample_problems: int = field(default=5000, metadata={"help": "Default data: fresh 2-6 operand problems to sample on."})
     samples_per_problem: int = field(default=4, metadata={"help": "Default data: samples per problem."})
     sample_temperature: float = field(default=1.0, metadata={"help": "Default data: sampling temperature."})
     keep_desirable: float = field(default=1.0, metadata={"help": "Keep this fraction of desirable rows (e.g. 0.1 to test imbalance)."})
@@ -192,11 +193,15 @@ class KTOTrainer(Trainer):
 
 
 def sampled_rows(cfg: KTOConfig) -> list[dict]:
-    """Policy samples on train problems, labelled by the verifier (desirable = every step right)."""
+    """Policy samples on fresh problems (2-6 operands, none from dev/test), labelled by the verifier.
+
+    A completion is desirable iff it finished, every step is right and the answer is correct.
+    """
     from engine.policy import Policy
 
     fmt = cfg.step_format
-    problems = arith.load_split("train")[: cfg.sample_problems]
+    held_out = {p.question for split in ("dev", "test") for p in arith.load_split(split)}
+    problems = [p for p in arith.generate_problems(cfg.sample_problems, seed=cfg.seed + 11, n_operands=(2, 6)) if p.question not in held_out]
     policy = Policy(cfg.init_model, fmt)
     rollouts = policy.complete([Path(p.question) for p in problems], cfg.samples_per_problem, temperature=cfg.sample_temperature, max_tokens=256).paths
     del policy
