@@ -95,7 +95,12 @@ def run_one(problems: list[Problem], strategy_name: str, config, policy, prm, ou
 
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = out_dir / "results.jsonl"
-    done = {row["id"] for row in read_results(results_path)}
+    finished = read_results(results_path)
+    if results_path.is_file():  # drop a line cut short by a kill, so appends start on a fresh line
+        tmp = results_path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(row) + "\n" for row in finished))
+        tmp.replace(results_path)
+    done = {row["id"] for row in finished}
     todo = [p for p in problems if p.id not in done]
     strategy = strategies.get_strategy(strategy_name)
     with tqdm(total=len(problems), initial=len(problems) - len(todo), desc=f"{strategy_name} n={config.n}", unit="problem") as bar:

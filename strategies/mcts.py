@@ -10,7 +10,8 @@ Per problem, a tree of paths. Each iteration, for every problem at once:
              of a rollout to EOS from that child (one more complete + score call);
   backup     add the value along the path to the root.
 The budget is `mcts_iterations` iterations (policy calls) per problem. The answer is the
-finished path with the best aggregated score; without one, the most visited path.
+finished path with the best aggregated score; without one, the most visited path. The
+result's candidates are every scored node of the tree, best first.
 """
 
 from __future__ import annotations
@@ -94,13 +95,10 @@ class MCTS:
 
         results = []
         for i, root in enumerate(roots):
-            finished = sorted(
-                (n.candidate for n in walk(root) if n.candidate.path.finished),
-                key=lambda c: c.value(config.aggregation),
-                reverse=True,
-            )
+            scored = sorted((n.candidate for n in walk(root) if n is not root), key=lambda c: c.value(config.aggregation), reverse=True)
+            finished = [c for c in scored if c.path.finished]
             chosen = finished[0] if finished else self._most_visited(root).candidate
-            results.append(services.result(i, chosen, finished))
+            results.append(services.result(i, chosen, scored))
         return results
 
     @staticmethod

@@ -14,6 +14,7 @@ from trainers.data import IGNORE_INDEX, DataError, load_sft_jsonl, tokenize_sft
 from trainers.step_sft import StepSFTConfig, fresh_llama, train
 from trainers.tokenizer import build_char_tokenizer
 
+KEEP_ALIVE = []
 TINY = dict(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128, per_device_train_batch_size=32,
             learning_rate=3e-3, warmup_steps=5, logging_steps=10, eval_problems=0, max_train_rows=5000, disable_tqdm=True)
 
@@ -78,7 +79,9 @@ def test_vllm_loads_and_generates_from_the_trained_directory(smoke_run):
     ids = tok("3+4=", return_tensors="pt")["input_ids"]
     hf = model.generate(ids, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
     assert list(outputs[0].outputs[0].token_ids[:5]) == hf[0, ids.shape[1]:].tolist()[:5]
-    del llm
+    # Destroying an in-process vLLM engine tears down vLLM's process-wide parallel state, which
+    # the session's other engines still use: keep this one alive until the session ends.
+    KEEP_ALIVE.append(llm)
 
 
 def test_rerun_resumes_from_the_last_checkpoint(smoke_run, tmp_path):
