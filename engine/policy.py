@@ -80,8 +80,11 @@ class Policy:
 
     # -- the two services -------------------------------------------------------------
 
-    def propose(self, paths: Sequence[Path], n: int, *, temperature: float = 0.8, top_p: float = 1.0, max_step_tokens: int = 64) -> Proposals:
-        """n candidate next steps for every path, from one generate call. Each ends in SEP or EOS."""
+    def propose(self, paths: Sequence[Path], n: int, *, temperature: float | Sequence[float] = 0.8, top_p: float = 1.0, max_step_tokens: int = 64) -> Proposals:
+        """n candidate next steps for every path, from one generate call. Each ends in SEP or EOS.
+
+        temperature may be one value or one per path (0 = greedy).
+        """
         stop = [self.encoder.sep_id, self.encoder.eos_id]
         outputs, cost = self._generate(paths, n, temperature, top_p, max_step_tokens, stop)
         return Proposals(
@@ -102,8 +105,11 @@ class Policy:
             raise ValueError(f"n must be >= 1, got {n}")
         if any(p.finished for p in paths):
             raise ValueError("cannot extend a finished path (it already ended with EOS)")
+        temperatures = [temperature] * len(paths) if isinstance(temperature, (int, float)) else list(temperature)
+        if len(temperatures) != len(paths):
+            raise ValueError(f"{len(temperatures)} temperatures for {len(paths)} paths")
         prompts, params = [], []
-        for path in paths:
+        for path, temperature in zip(paths, temperatures):
             ids, _ = self.encoder.path_ids(path.question, path.steps)
             room = self.max_model_len - len(ids)
             if room <= 0:

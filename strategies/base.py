@@ -32,6 +32,7 @@ class SearchConfig:
     threshold: float = 0.5  # greedy_retry: accept a step when P(correct) >= threshold
     max_retries_per_step: int = 4  # greedy_retry
     max_retries_per_problem: int = 16  # greedy_retry
+    greedy_first: bool = True  # greedy_retry: the first try at each position is greedy, retries are sampled
     mcts_iterations: int = 24  # mcts: policy calls per problem
     mcts_expand: int = 4  # mcts: children per expansion
     c_puct: float = 1.0  # mcts exploration constant
@@ -105,12 +106,15 @@ class Services:
     def root(self, i: int) -> Path:
         return Path(self.problems[i].question)
 
-    def expand(self, items: Sequence[tuple[int, Path]], n: int) -> list[list[Candidate]]:
-        """n scored children of each (problem index, path): one propose call, one score call."""
+    def expand(self, items: Sequence[tuple[int, Path]], n: int, temperatures: Sequence[float] | None = None) -> list[list[Candidate]]:
+        """n scored children of each (problem index, path): one propose call, one score call.
+
+        temperatures: one per item (default: the config's for all)."""
         if not items:
             return []
         cfg = self.config
-        out = self.policy.propose([p for _, p in items], n, temperature=cfg.temperature, top_p=cfg.top_p, max_step_tokens=cfg.max_step_tokens)
+        temperature = cfg.temperature if temperatures is None else list(temperatures)
+        out = self.policy.propose([p for _, p in items], n, temperature=temperature, top_p=cfg.top_p, max_step_tokens=cfg.max_step_tokens)
         self._book(out.cost, [i for i, _ in items])
         children = [[path.extend(step) for step in steps] for (_, path), steps in zip(items, out.steps)]
         return self._scored(items, children)

@@ -1,5 +1,8 @@
 """Greedy retry: propose one step, let the PRM verify it, accept it or resample.
 
+The first try at each position is the policy's greedy step (with `greedy_first`), retries
+are sampled at `temperature`.
+
 A step is accepted when P(correct) >= threshold. A rejected step is resampled at the same
 position, at most `max_retries_per_step` times per position and `max_retries_per_problem`
 times in all; when retries run out, the best-scored candidate seen at this position is
@@ -29,7 +32,8 @@ class GreedyRetry:
             open_ = [i for i, c in enumerate(current) if is_open(c.path, config)]
             if not open_:
                 break
-            children = services.expand([(i, current[i].path) for i in open_], n=1)
+            temperatures = [0.0 if config.greedy_first and retries_here[i] == 0 else config.temperature for i in open_]
+            children = services.expand([(i, current[i].path) for i in open_], n=1, temperatures=temperatures)
             for i, (child,) in zip(open_, children):
                 tried[i].append(child)
                 step_score = child.value("last")
