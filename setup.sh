@@ -19,4 +19,4 @@ if [ "$EXTRA" = cpu ]; then
 fi
 .venv/bin/python -c "import vllm, transformers.models.llama, datasets, engine, trainers, evals" 
 
-.venv/bin/python -m evals.greedy --limit 100 --show 3
+.venv/bin/python -m evals.greedy --show 3
