@@ -7,7 +7,7 @@ Rows are `{"prompt": str, "completion": str, "label": true|false}` (or `"questio
 goes through the step format's prompt template). By default the data comes from the
 embedded world: the SFT policy samples completions (through engine.Policy), and the exact
 verifier labels a completion desirable iff every step is right and the answer is correct.
-The problems are fresh ones with 2-6 operands (none from dev/test); the rows are written to
+The problems come from the train split; the rows are written to
 `<output_dir>/data/train.jsonl` and reused on a rerun.
 
 The reference model is a frozen copy of the starting model. Each batch also pairs every
@@ -52,7 +52,7 @@ class KTOConfig(TrainingArguments):
     desirable_weight: float | None = field(default=None, metadata={"help": "lambda_D. Default: 1, or the [1, 4/3] balancing rule when the classes are imbalanced."})
     undesirable_weight: float = field(default=1.0, metadata={"help": "lambda_U."})
     length_normalized: bool = field(default=False, metadata={"help": "Divide sequence log-probs by the number of completion tokens (the course notebook's per-token variant)."})
-    sample_problems: int = field(default=5000, metadata={"help": "Default data: fresh 2-6 operand problems to sample on."})
+    sample_problems: int = field(default=5000, metadata={"help": "Default data: train-split problems to sample on."})
     samples_per_problem: int = field(default=4, metadata={"help": "Default data: samples per problem."})
     sample_temperature: float = field(default=1.0, metadata={"help": "Default data: sampling temperature."})
     keep_desirable: float = field(default=1.0, metadata={"help": "Keep this fraction of desirable rows (e.g. 0.1 to test imbalance)."})
@@ -62,9 +62,9 @@ class KTOConfig(TrainingArguments):
     prompt_template: str = field(default=StepFormat.prompt_template, metadata={"help": "Prompt template with {question}."})
     # Defaults that differ from TrainingArguments'.
     output_dir: str = field(default="models/kto", metadata={"help": "Where checkpoints, data and the final model go."})
-    max_steps: int = field(default=600, metadata={"help": "Total optimizer steps."})
+    max_steps: int = field(default=400, metadata={"help": "Total optimizer steps."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Batch size per device."})
-    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate."})
+    learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
     warmup_steps: float = field(default=30, metadata={"help": "Linear warm-up steps."})
     logging_steps: float = field(default=50, metadata={"help": "Log every this many steps."})
@@ -193,15 +193,17 @@ class KTOTrainer(Trainer):
 
 
 def sampled_rows(cfg: KTOConfig) -> list[dict]:
-    """Policy samples on fresh problems (2-6 operands, none from dev/test), labelled by the verifier.
+    """Policy samples on train-split problems, labelled by the verifier.
 
     A completion is desirable iff it finished, every step is right and the answer is correct.
+    (Train-split problems keep good and bad completions alike in length: with longer,
+    out-of-distribution problems among them, the bad ones are the long ones and a
+    sequence-level loss learns "shorter is better".)
     """
     from engine.policy import Policy
 
     fmt = cfg.step_format
-    held_out = {p.question for split in ("dev", "test") for p in arith.load_split(split)}
-    problems = [p for p in arith.generate_problems(cfg.sample_problems, seed=cfg.seed + 11, n_operands=(2, 6)) if p.question not in held_out]
+    problems = arith.load_split("train")[: cfg.sample_problems]
     policy = Policy(cfg.init_model, fmt)
     rollouts = policy.complete([Path(p.question) for p in problems], cfg.samples_per_problem, temperature=cfg.sample_temperature, max_tokens=256).paths
     del policy
