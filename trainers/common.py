@@ -4,14 +4,38 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from transformers import HfArgumentParser, Trainer
+from transformers import HfArgumentParser, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
+from engine.format import StepFormat
 from engine.models import ModelDirError
 from evals.datasets import DatasetError
+
+
+@dataclass
+class StepTrainingArguments(TrainingArguments):
+    """What every trainer's config shares: the step format, a length limit, CPU-friendly defaults."""
+
+    max_length: int = field(default=512, metadata={"help": "Drop rows longer than this many tokens."})
+    sep: str = field(default=StepFormat.sep, metadata={"help": "Step separator token."})
+    eos: str = field(default=StepFormat.eos, metadata={"help": "End-of-sequence token."})
+    positive: str = field(default=StepFormat.positive, metadata={"help": "PRM label token for a correct step."})
+    negative: str = field(default=StepFormat.negative, metadata={"help": "PRM label token for a wrong step."})
+    prompt_template: str = field(default=StepFormat.prompt_template, metadata={"help": "Prompt template with {question}."})
+    # Defaults that differ from TrainingArguments'.
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Keep at most this many checkpoints."})
+    dataloader_drop_last: bool = field(default=True, metadata={"help": "Drop the last incomplete batch."})
+    dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin batches in memory (only useful on a GPU)."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep every dataset column (the collators use them)."})
+
+    @property
+    def step_format(self) -> StepFormat:
+        return StepFormat(sep=self.sep, eos=self.eos, positive=self.positive, negative=self.negative, prompt_template=self.prompt_template)
 
 
 def fit(trainer: Trainer, output_dir: str) -> Path:

@@ -29,21 +29,20 @@ from pathlib import Path as FsPath
 
 import torch
 from datasets import Dataset
-from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
+from transformers import AutoModelForCausalLM, Trainer
 
 from engine.encoding import StepEncoder
-from engine.format import StepFormat
 from engine.models import DEFAULT_POLICY, check_model_dir, load_tokenizer
 from engine.types import Path
 from evals.datasets import DatasetError, read_jsonl
 from evals.tasks import arith
-from trainers.common import cli, fit
+from trainers.common import StepTrainingArguments, cli, fit
 from trainers.data import write_jsonl
 from trainers.losses import IGNORE_INDEX, kto_loss, sequence_logps
 
 
 @dataclass
-class KTOConfig(TrainingArguments):
+class KTOConfig(StepTrainingArguments):
     """KTO options; every transformers TrainingArguments option is accepted too."""
 
     init_model: str = field(default=str(DEFAULT_POLICY), metadata={"help": "Policy to improve (also the frozen reference)."})
@@ -56,27 +55,15 @@ class KTOConfig(TrainingArguments):
     samples_per_problem: int = field(default=4, metadata={"help": "Default data: samples per problem."})
     sample_temperature: float = field(default=1.0, metadata={"help": "Default data: sampling temperature."})
     keep_desirable: float = field(default=1.0, metadata={"help": "Keep this fraction of desirable rows (e.g. 0.1 to test imbalance)."})
-    max_length: int = field(default=512, metadata={"help": "Drop rows longer than this many tokens."})
-    sep: str = field(default=StepFormat.sep, metadata={"help": "Step separator token."})
-    eos: str = field(default=StepFormat.eos, metadata={"help": "End-of-sequence token."})
-    prompt_template: str = field(default=StepFormat.prompt_template, metadata={"help": "Prompt template with {question}."})
-    # Defaults that differ from TrainingArguments'.
+    # Defaults that differ from StepTrainingArguments'.
     output_dir: str = field(default="models/kto", metadata={"help": "Where checkpoints, data and the final model go."})
     max_steps: int = field(default=400, metadata={"help": "Total optimizer steps."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Batch size per device."})
     learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate."})
-    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
     warmup_steps: float = field(default=30, metadata={"help": "Linear warm-up steps."})
     logging_steps: float = field(default=50, metadata={"help": "Log every this many steps."})
     save_steps: float = field(default=200, metadata={"help": "Checkpoint every this many steps."})
-    save_total_limit: int | None = field(default=2, metadata={"help": "Keep at most this many checkpoints."})
-    dataloader_drop_last: bool = field(default=True, metadata={"help": "Drop the last incomplete batch."})
-    dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin batches in memory (only useful on a GPU)."})
-    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep every dataset column."})
-
-    @property
-    def step_format(self) -> StepFormat:
-        return StepFormat(sep=self.sep, eos=self.eos, prompt_template=self.prompt_template)
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
 
 
 # -- data -------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 
 import torch
-from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer, TrainingArguments
+from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer
 
 from engine.encoding import StepEncoder
 from engine.format import StepFormat
@@ -34,13 +34,13 @@ from engine.models import DEFAULT_POLICY, check_model_dir, load_tokenizer
 from engine.types import Path
 from evals.prm_eval import prm_metrics
 from evals.tasks import arith
-from trainers.common import cli, fit
+from trainers.common import StepTrainingArguments, cli, fit
 from trainers.data import load_prm_jsonl, prm_dataset, write_jsonl
 from trainers.losses import prm_loss
 
 
 @dataclass
-class PRMConfig(TrainingArguments):
+class PRMConfig(StepTrainingArguments):
     """PRM options; every transformers TrainingArguments option is accepted too."""
 
     init_model: str = field(default=str(DEFAULT_POLICY), metadata={"help": "HF causal-LM directory to start from (default: the shipped policy)."})
@@ -51,30 +51,14 @@ class PRMConfig(TrainingArguments):
     rollouts_per_problem: int = field(default=4, metadata={"help": "Rollouts per problem."})
     rollout_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the rollouts."})
     eval_problems: int = field(default=300, metadata={"help": "Dev problems rolled out for the held-out metrics."})
-    max_length: int = field(default=512, metadata={"help": "Drop rows longer than this many tokens."})
-    sep: str = field(default=StepFormat.sep, metadata={"help": "Step separator token."})
-    eos: str = field(default=StepFormat.eos, metadata={"help": "End-of-sequence token."})
-    positive: str = field(default=StepFormat.positive, metadata={"help": "Label token for a correct step."})
-    negative: str = field(default=StepFormat.negative, metadata={"help": "Label token for a wrong step."})
-    prompt_template: str = field(default=StepFormat.prompt_template, metadata={"help": "Prompt template with {question}."})
-    # Defaults that differ from TrainingArguments'.
+    # Defaults that differ from StepTrainingArguments'.
     output_dir: str = field(default="models/prm", metadata={"help": "Where checkpoints, rollouts and the final model go."})
     max_steps: int = field(default=1500, metadata={"help": "Total optimizer steps."})
     per_device_train_batch_size: int = field(default=64, metadata={"help": "Batch size per device."})
     learning_rate: float = field(default=5e-4, metadata={"help": "Peak learning rate."})
-    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
     warmup_steps: float = field(default=100, metadata={"help": "Linear warm-up steps."})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
     logging_steps: float = field(default=100, metadata={"help": "Log every this many steps."})
     save_steps: float = field(default=500, metadata={"help": "Checkpoint every this many steps."})
-    save_total_limit: int | None = field(default=2, metadata={"help": "Keep at most this many checkpoints."})
-    dataloader_drop_last: bool = field(default=True, metadata={"help": "Drop the last incomplete batch."})
-    dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin batches in memory (only useful on a GPU)."})
-    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep every dataset column."})
-
-    @property
-    def step_format(self) -> StepFormat:
-        return StepFormat(sep=self.sep, eos=self.eos, positive=self.positive, negative=self.negative, prompt_template=self.prompt_template)
 
 
 def step_labels(question: str, steps: list[str]) -> list[bool]:

@@ -17,50 +17,36 @@ import json
 from dataclasses import dataclass, field
 
 import torch
-from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
+from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, LlamaConfig, LlamaForCausalLM, Trainer
 
 from engine.encoding import StepEncoder
-from engine.format import StepFormat
 from engine.models import check_model_dir, load_tokenizer
 from evals.tasks import arith
-from trainers.common import cli, fit
+from trainers.common import StepTrainingArguments, cli, fit
 from trainers.data import arith_sft_rows, load_sft_jsonl, sft_dataset
 from trainers.tokenizer import build_char_tokenizer
 
 
 @dataclass
-class StepSFTConfig(TrainingArguments):
+class StepSFTConfig(StepTrainingArguments):
     """Step-SFT options; every transformers TrainingArguments option is accepted too."""
 
     init_model: str | None = field(default=None, metadata={"help": "Local HF causal-LM directory to fine-tune. Default: a fresh Llama from the size options."})
     train_file: str | None = field(default=None, metadata={"help": "JSONL rows {'question' or 'prompt', 'steps': [...]}. Default: the embedded arith train split."})
     max_train_rows: int | None = field(default=None, metadata={"help": "Use at most this many training rows."})
-    max_length: int = field(default=512, metadata={"help": "Drop rows longer than this many tokens."})
-    sep: str = field(default=StepFormat.sep, metadata={"help": "Step separator token."})
-    eos: str = field(default=StepFormat.eos, metadata={"help": "End-of-sequence token."})
-    prompt_template: str = field(default=StepFormat.prompt_template, metadata={"help": "Prompt template with {question}."})
     hidden_size: int = field(default=256, metadata={"help": "Fresh model: width."})
     num_layers: int = field(default=4, metadata={"help": "Fresh model: transformer layers."})
     num_heads: int = field(default=4, metadata={"help": "Fresh model: attention heads."})
     intermediate_size: int = field(default=768, metadata={"help": "Fresh model: MLP width."})
     eval_problems: int = field(default=200, metadata={"help": "After training, greedy accuracy on this many dev problems (0: skip)."})
-    # Defaults that differ from TrainingArguments', tuned for the embedded world on a CPU.
+    # Defaults that differ from StepTrainingArguments', tuned for the embedded world on a CPU.
     output_dir: str = field(default="models/policy", metadata={"help": "Where checkpoints and the final model go."})
     max_steps: int = field(default=5000, metadata={"help": "Total optimizer steps."})
     per_device_train_batch_size: int = field(default=64, metadata={"help": "Batch size per device."})
     learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate."})
-    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
     warmup_steps: float = field(default=200, metadata={"help": "Linear warm-up steps."})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
     logging_steps: float = field(default=100, metadata={"help": "Log every this many steps."})
     save_steps: float = field(default=500, metadata={"help": "Checkpoint every this many steps."})
-    save_total_limit: int | None = field(default=2, metadata={"help": "Keep at most this many checkpoints."})
-    dataloader_drop_last: bool = field(default=True, metadata={"help": "Drop the last incomplete batch."})
-    dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin batches in memory (only useful on a GPU)."})
-
-    @property
-    def step_format(self) -> StepFormat:
-        return StepFormat(sep=self.sep, eos=self.eos, prompt_template=self.prompt_template)
 
 
 def fresh_llama(cfg: StepSFTConfig, tokenizer) -> LlamaForCausalLM:
