@@ -48,6 +48,9 @@ class Cost:
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
         return self
 
+    def scaled(self, weight: float) -> "Cost":
+        return Cost(**{name: value * weight for name, value in self.as_dict().items()})
+
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 

@@ -144,9 +144,7 @@ class Services:
         for i in owners:
             weights[i] = weights.get(i, 0.0) + share
         for i, w in weights.items():
-            part = self.costs[i]
-            for name, value in cost.as_dict().items():
-                setattr(part, name, getattr(part, name) + value * w)
+            self.costs[i] += cost.scaled(w)
 
     def result(self, i: int, chosen: Candidate | None, candidates: list[Candidate]) -> SearchResult:
         problem = self.problems[i]

@@ -32,6 +32,13 @@ def write_jsonl(path: str | Path, rows: list[dict]) -> None:
     tmp.replace(path)
 
 
+def row_prompt_ids(row: dict, encoder: StepEncoder) -> list[int]:
+    """A row's prompt tokens: 'prompt' verbatim, or 'question' through the step format's template."""
+    if "prompt" in row:
+        return list(encoder.tokenizer(row["prompt"], add_special_tokens=True)["input_ids"])
+    return list(encoder.prompt_ids(row["question"]))
+
+
 def check_sft_row(row: dict, where: str) -> None:
     if not isinstance(row.get("prompt", row.get("question")), str):
         raise DataError(f"{where}: needs a string 'question' or 'prompt'")
@@ -54,10 +61,7 @@ def tokenize_sft(row: dict, encoder: StepEncoder) -> dict:
     aligned with input_ids (not shifted): the causal-LM loss shifts them once, inside the
     model (logits[t] predicts labels[t + 1]).
     """
-    if "prompt" in row:
-        prompt_ids = list(encoder.tokenizer(row["prompt"], add_special_tokens=True)["input_ids"])
-    else:
-        prompt_ids = list(encoder.prompt_ids(row["question"]))
+    prompt_ids = row_prompt_ids(row, encoder)
     response_ids = encoder.response_ids(row["steps"], finished=True)
     return {"input_ids": prompt_ids + response_ids, "labels": [IGNORE_INDEX] * len(prompt_ids) + response_ids}
 
@@ -108,10 +112,7 @@ def tokenize_prm(row: dict, encoder: StepEncoder) -> dict:
     labels[sep_k] = Positive or Negative id, IGNORE_INDEX elsewhere. trainers.losses.prm_loss
     reads logits at the same positions, without a shift.
     """
-    if "prompt" in row:
-        prompt_ids = list(encoder.tokenizer(row["prompt"], add_special_tokens=True)["input_ids"])
-    else:
-        prompt_ids = list(encoder.prompt_ids(row["question"]))
+    prompt_ids = row_prompt_ids(row, encoder)
     ids = prompt_ids + encoder.response_ids(row["completions"])
     labels = [IGNORE_INDEX] * len(ids)
     sep_positions = [i for i in range(len(prompt_ids), len(ids)) if ids[i] == encoder.sep_id]

@@ -37,7 +37,7 @@ from engine.types import Path
 from evals.datasets import DatasetError, read_jsonl
 from evals.tasks import arith
 from trainers.common import StepTrainingArguments, cli, fit
-from trainers.data import write_jsonl
+from trainers.data import row_prompt_ids, write_jsonl
 from trainers.losses import IGNORE_INDEX, kto_loss, sequence_logps
 
 
@@ -84,10 +84,7 @@ def load_unpaired_jsonl(path: str | FsPath) -> list[dict]:
 
 
 def tokenize_unpaired(row: dict, encoder: StepEncoder) -> dict:
-    if "prompt" in row:
-        prompt_ids = list(encoder.tokenizer(row["prompt"], add_special_tokens=True)["input_ids"])
-    else:
-        prompt_ids = list(encoder.prompt_ids(row["question"]))
+    prompt_ids = row_prompt_ids(row, encoder)
     completion_ids = list(encoder.tokenizer(row["completion"], add_special_tokens=False)["input_ids"])
     return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "label": row["label"]}
 
