@@ -138,7 +138,29 @@ def summarize(rows: list[dict]) -> dict:
         "prm_calls": cost("prm_calls"),
         "seconds": seconds,
         "generated_tokens_per_second": cost("generated_tokens") / seconds if seconds else 0.0,
+        "accuracy_by_operands": by_operands(rows),
     }
+
+
+def by_operands(rows: list[dict]) -> dict[str, float]:
+    """Accuracy per difficulty (number of operands) where the dataset has one."""
+    groups: dict[str, list[bool]] = {}
+    for r in rows:
+        if r.get("n_operands") is not None:
+            groups.setdefault(str(r["n_operands"]), []).append(r["correct"])
+    return {k: sum(v) / len(v) for k, v in sorted(groups.items(), key=lambda kv: int(kv[0]))}
+
+
+def difficulty_table(summaries: list[dict]) -> str:
+    """Accuracy per number of operands, one row per run ('' if the dataset has no difficulty)."""
+    keys = list(dict.fromkeys(k for s in summaries for k in s.get("accuracy_by_operands", {})))
+    if not keys:
+        return ""
+    lines = ["| strategy | n | " + " | ".join(f"{k} operands" for k in keys) + " |", "|---|---|" + "---|" * len(keys)]
+    for s in summaries:
+        acc = s.get("accuracy_by_operands", {})
+        lines.append(f"| {s['strategy']} | {s['n']} | " + " | ".join(f"{acc[k]:.0%}" if k in acc else "" for k in keys) + " |")
+    return "\n".join(lines)
 
 
 def markdown_table(summaries: list[dict]) -> str:
@@ -210,6 +232,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.compare:  # every run in the directory so far, this invocation's and earlier ones'
         summaries = [json.loads(p.read_text()) for p in sorted(out.glob("*-n*/summary.json"))]
     table = markdown_table(summaries)
+    if difficulty_table(summaries):
+        table += "\n\nAccuracy by number of operands:\n\n" + difficulty_table(summaries)
     print(f"\n{args.dataset}, {len(problems)} problems\n{table}")
     if args.compare:
         (out / "compare.md").write_text(table + "\n")

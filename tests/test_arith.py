@@ -218,6 +218,15 @@ def test_splits_do_not_overlap():
     assert not train_q & set(dev_q) and not train_q & set(test_q) and not set(dev_q) & set(test_q)
 
 
+def test_fresh_problems_avoid_dev_and_test_and_are_deterministic():
+    held_out = {p.question for p in load_split("dev") + load_split("test")}
+    fresh = arith.fresh_problems(3000, seed=5, n_operands=(2, 6))
+    assert len(fresh) == 3000 and {p.n_operands for p in fresh} == {2, 3, 4, 5, 6}
+    assert not {p.question for p in fresh} & held_out  # 2-operand draws collide often, so this bites
+    assert [p.question for p in fresh] == [p.question for p in arith.fresh_problems(3000, seed=5, n_operands=(2, 6))]
+    assert all(p.answer == eval(p.question) and p.steps == tuple(reference_steps(p.question)) for p in fresh[:200])
+
+
 def test_load_split_returns_fresh_copies():
     a = load_split("dev")
     a.clear()

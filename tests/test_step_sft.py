@@ -11,7 +11,7 @@ from engine.format import ARITH_FORMAT
 from evals.greedy import greedy_steps
 from evals.tasks import arith
 from trainers.data import IGNORE_INDEX, DataError, load_sft_jsonl, tokenize_sft
-from trainers.step_sft import StepSFTConfig, fresh_llama, train
+from trainers.step_sft import StepSFTConfig, fresh_llama, train, train_problems
 from trainers.tokenizer import build_char_tokenizer
 
 KEEP_ALIVE = []
@@ -103,6 +103,14 @@ def test_fine_tunes_a_local_model_dir_on_a_jsonl_file(smoke_run, tmp_path):
     trainer = train(StepSFTConfig(output_dir=str(tmp_path / "ft"), init_model=str(out), train_file=str(rows),
                                   max_steps=4, **{**TINY, "logging_steps": 1}))
     assert trainer.state.global_step == 4 and (tmp_path / "ft" / "model.safetensors").is_file()
+
+
+def test_train_operands_picks_the_split_or_fresh_problems():
+    assert train_problems(StepSFTConfig(output_dir="unused")) == arith.load_split("train")
+    long = train_problems(StepSFTConfig(output_dir="unused", train_operands="5-6", max_train_rows=300))
+    assert len(long) == 300 and {p.n_operands for p in long} == {5, 6}
+    with pytest.raises(ValueError, match="train_operands"):
+        train_problems(StepSFTConfig(output_dir="unused", train_operands="six"))
 
 
 def test_malformed_rows_name_the_line(tmp_path):

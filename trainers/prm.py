@@ -87,8 +87,7 @@ def default_rollouts(cfg: PRMConfig) -> tuple[FsPath, FsPath]:
         return train_path, eval_path
     from engine.policy import Policy
 
-    held_out = {p.question for split in ("dev", "test") for p in arith.load_split(split)}
-    problems = [p for p in arith.generate_problems(cfg.rollout_problems, seed=cfg.seed + 7, n_operands=(2, 6)) if p.question not in held_out]
+    problems = arith.fresh_problems(cfg.rollout_problems, seed=cfg.seed + 7, n_operands=(2, 6))
     policy = Policy(cfg.policy, cfg.step_format)
     train_rows = rollout_rows(policy, problems, cfg.rollouts_per_problem, cfg.rollout_temperature, references=True)
     eval_rows = rollout_rows(policy, arith.load_split("dev")[: cfg.eval_problems], cfg.rollouts_per_problem, cfg.rollout_temperature, references=False)

@@ -34,6 +34,7 @@ class StepSFTConfig(StepTrainingArguments):
     init_model: str | None = field(default=None, metadata={"help": "Local HF causal-LM directory to fine-tune. Default: a fresh Llama from the size options."})
     train_file: str | None = field(default=None, metadata={"help": "JSONL rows {'question' or 'prompt', 'steps': [...]}. Default: the embedded arith train split."})
     max_train_rows: int | None = field(default=None, metadata={"help": "Use at most this many training rows."})
+    train_operands: str = field(default="2-4", metadata={"help": "Embedded world: operand range LO-HI of the training problems. 2-4 is the fixed train split; any other range draws --max_train_rows (default 200000) fresh problems, none from dev or test."})
     hidden_size: int = field(default=256, metadata={"help": "Fresh model: width."})
     num_layers: int = field(default=4, metadata={"help": "Fresh model: transformer layers."})
     num_heads: int = field(default=4, metadata={"help": "Fresh model: attention heads."})
@@ -67,6 +68,17 @@ def fresh_llama(cfg: StepSFTConfig, tokenizer) -> LlamaForCausalLM:
     return LlamaForCausalLM(config)
 
 
+def train_problems(cfg: StepSFTConfig) -> list:
+    """The embedded world's training problems: the train split, or fresh ones of --train_operands."""
+    try:
+        lo, hi = (int(x) for x in cfg.train_operands.split("-"))
+    except ValueError:
+        raise ValueError(f"--train_operands must look like 2-6, got {cfg.train_operands!r}") from None
+    if (lo, hi) == arith.SPLITS["train"]["n_operands"]:
+        return arith.load_split("train")
+    return arith.fresh_problems(cfg.max_train_rows or arith.SPLITS["train"]["size"], seed=cfg.seed + 11, n_operands=(lo, hi))
+
+
 def load_model_and_tokenizer(cfg: StepSFTConfig):
     fmt = cfg.step_format
     if cfg.init_model is None:
@@ -82,7 +94,7 @@ def load_model_and_tokenizer(cfg: StepSFTConfig):
 def train(cfg: StepSFTConfig) -> Trainer:
     fmt = cfg.step_format
     model, tokenizer = load_model_and_tokenizer(cfg)
-    rows = load_sft_jsonl(cfg.train_file) if cfg.train_file else arith_sft_rows(arith.load_split("train"))
+    rows = load_sft_jsonl(cfg.train_file) if cfg.train_file else arith_sft_rows(train_problems(cfg))
     rows = rows[: cfg.max_train_rows] if cfg.max_train_rows else rows
     dataset = sft_dataset(rows, StepEncoder(tokenizer, fmt), cfg.max_length)
     print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; {len(dataset)} training rows")

@@ -292,3 +292,9 @@ def load_split(name: str) -> list[ArithProblem]:
     if name not in SPLITS:
         raise ValueError(f"unknown split {name!r}, expected one of {sorted(SPLITS)}")
     return list(_split(name))
+
+def fresh_problems(n: int, seed: int, n_operands: int | tuple[int, int] = (2, 6)) -> list[ArithProblem]:
+    """n generated problems (split value range) none of whose questions is in dev or test."""
+    held_out = {p.question for split in ("dev", "test") for p in _split(split)}
+    lo, hi = (n_operands, n_operands) if isinstance(n_operands, int) else n_operands
+    return _draw_unique(f"fresh{seed}", random.Random(seed), n, lo, hi, held_out, 0, dedupe=False)
