@@ -10,7 +10,8 @@ Per problem, a tree of paths. Each iteration, for every problem at once:
              of a rollout to EOS from that child (one more complete + score call);
   backup     add the value along the path to the root.
 The budget is `mcts_iterations` iterations (policy calls) per problem. The answer is the
-finished path with the best aggregated score; without one, the most visited path. The
+finished path with the best aggregated score; if no path finished within the budget, the
+most visited path is finished by one rollout and that is the answer. The
 result's candidates are every scored node of the tree, best first.
 """
 
@@ -93,13 +94,15 @@ class MCTS:
             for b, v in zip(best, values):
                 backup(b, v)
 
-        results = []
-        for i, root in enumerate(roots):
-            scored = sorted((n.candidate for n in walk(root) if n is not root), key=lambda c: c.value(config.aggregation), reverse=True)
-            finished = [c for c in scored if c.path.finished]
-            chosen = finished[0] if finished else self._most_visited(root).candidate
-            results.append(services.result(i, chosen, scored))
-        return results
+        scored = [sorted((n.candidate for n in walk(root) if n is not root), key=lambda c: c.value(config.aggregation), reverse=True) for root in roots]
+        chosen = [next((c for c in cands if c.path.finished), None) for cands in scored]
+        # Out of budget before any path finished: commit to the most visited path and finish
+        # it with one rollout (one complete + score call for all such problems).
+        unfinished = [(i, self._most_visited(roots[i]).candidate.path) for i, c in enumerate(chosen) if c is None]
+        for (i, _), (rollout,) in zip(unfinished, services.rollout(unfinished, n=1)):
+            chosen[i] = rollout
+            scored[i].insert(0, rollout)
+        return [services.result(i, chosen[i], scored[i]) for i in range(len(problems))]
 
     @staticmethod
     def _most_visited(root: Node) -> Node:

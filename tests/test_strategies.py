@@ -41,7 +41,7 @@ def test_each_strategy_end_to_end(name, problems, policy, vllm_prm):
             assert len(r.scores) == len(r.path.steps) and all(0.0 <= s <= 1.0 for s in r.scores)
             assert r.cost.prm_calls > 0
     # batched across problems: one policy call per search step for all six problems together
-    depth_bound = {"mcts": SMALL.mcts_iterations, "greedy_retry": SMALL.max_steps + SMALL.max_retries_per_problem}
+    depth_bound = {"mcts": SMALL.mcts_iterations + 1, "greedy_retry": SMALL.max_steps + SMALL.max_retries_per_problem}
     assert calls <= depth_bound.get(name, SMALL.max_steps + 1)
     assert sum(p.grade(r.answer) for p, r in zip(problems, results)) >= 4  # the shipped models solve most dev problems
 
@@ -53,6 +53,16 @@ def test_greedy_retry_stops_when_retries_run_out(problems, policy, vllm_prm):
         assert r.path is not None
         # every position costs at most 1 + 2 tries, and the problem at most 3 retries in all
         assert len(r.candidates) <= len(r.path.steps) + 1 + cfg.max_retries_per_problem
+
+
+def test_mcts_out_of_budget_finishes_the_most_visited_path(problems, policy, vllm_prm):
+    cfg = SearchConfig(mcts_iterations=1, mcts_expand=2, max_steps=12)  # one expansion: no path can finish
+    calls = policy.generate_calls
+    results = get_strategy("mcts").search(problems, policy, vllm_prm, cfg)
+    assert policy.generate_calls - calls == 2  # the expansion, then one rollout for every problem together
+    for r in results:
+        assert r.path.finished and r.answer is not None and len(r.scores) == len(r.path.steps)
+    assert sum(p.grade(r.answer) for p, r in zip(problems, results)) >= 4
 
 
 def test_aggregation_by_hand():

@@ -53,7 +53,7 @@ class PRMConfig(StepTrainingArguments):
     eval_problems: int = field(default=300, metadata={"help": "Dev problems rolled out for the held-out metrics."})
     # Defaults that differ from StepTrainingArguments'.
     output_dir: str = field(default="models/prm", metadata={"help": "Where checkpoints, rollouts and the final model go."})
-    max_steps: int = field(default=1500, metadata={"help": "Total optimizer steps."})
+    max_steps: int = field(default=2000, metadata={"help": "Total optimizer steps."})
     per_device_train_batch_size: int = field(default=64, metadata={"help": "Batch size per device."})
     learning_rate: float = field(default=5e-4, metadata={"help": "Peak learning rate."})
     warmup_steps: float = field(default=100, metadata={"help": "Linear warm-up steps."})

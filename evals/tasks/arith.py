@@ -250,7 +250,7 @@ def generate_problems(n: int, seed: int, n_operands: int | tuple[int, int] = (2,
 # dev and test have no duplicate questions; train may repeat its own questions.
 
 SPLITS: dict[str, dict] = {
-    "test":  {"seed": 1002, "size": 500, "n_operands_each": (2, 3, 4, 5, 6), "per_n_operands": 100},  # 5, 6: out of distribution
+    "test":  {"seed": 1002, "size": 500, "n_operands_each": (2, 3, 4, 5, 6), "per_n_operands": 100},  # 5, 6: longer than the train split
     "dev":   {"seed": 1001, "size": 500, "n_operands": (2, 4)},
     "train": {"seed": 1000, "size": 200_000, "n_operands": (2, 4)},
 }
