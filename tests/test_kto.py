@@ -12,7 +12,7 @@ from engine.encoding import StepEncoder
 from engine.models import DEFAULT_POLICY
 from evals.datasets import DatasetError
 from evals.tasks import arith
-from trainers.kto import KTOCollator, KTOConfig, balanced_desirable_weight, load_unpaired_jsonl, tokenize_unpaired, train
+from trainers.kto import KTOCollator, KTOConfig, balanced_desirable_weight, completion_rows, load_unpaired_jsonl, step_rows, tokenize_unpaired, train
 from trainers.losses import sequence_logps
 
 
@@ -73,3 +73,22 @@ def test_malformed_unpaired_rows(tmp_path):
     f.write_text('{"prompt": "1+1=", "completion": "2", "label": true}\n{"prompt": "1+2=", "completion": "3", "label": "yes"}\n')
     with pytest.raises(DatasetError, match="u.jsonl:2: 'label' must be true or false"):
         load_unpaired_jsonl(f)
+    f.write_text('{"question": "1+1", "prefix_steps": "2", "completion": "2<sep>", "label": true}\n')
+    with pytest.raises(DatasetError, match="u.jsonl:1: 'prefix_steps' must be a list"):
+        load_unpaired_jsonl(f)
+
+
+def test_step_rows_stop_at_the_first_wrong_step():
+    fmt = ARITH_FORMAT
+    rows = step_rows("3+4*5-2", ("3+20-2", "23-2", "21"), True, fmt)
+    assert [(r["prefix_steps"], r["completion"], r["label"]) for r in rows] == [
+        ([], "3+20-2<sep>", True), (["3+20-2"], "23-2<sep>", True), (["3+20-2", "23-2"], "21<sep></s>", True)]
+    rows = step_rows("3+4*5-2", ("3+20-2", "24-2", "22"), True, fmt)  # wrong second step: nothing after it
+    assert [(r["completion"], r["label"]) for r in rows] == [("3+20-2<sep>", True), ("24-2<sep>", False)]
+    assert [r["label"] for r in completion_rows("3+4*5-2", ("3+20-2", "24-2", "22"), True, fmt)] == [False]
+    # a step row's prompt is the question and the steps before it, exactly as the policy sees them
+    tok = AutoTokenizer.from_pretrained(str(DEFAULT_POLICY))
+    enc = StepEncoder(tok, fmt)
+    ex = tokenize_unpaired(rows[1], enc)
+    assert ex["prompt_ids"] == enc.path_ids("3+4*5-2", ["3+20-2"])[0]
+    assert ex["prompt_ids"] + ex["completion_ids"] == enc.path_ids("3+4*5-2", ["3+20-2", "24-2"])[0]

@@ -4,11 +4,13 @@
     python -m trainers.kto --train_file unpaired.jsonl --init_model DIR --output_dir out
 
 Rows are `{"prompt": str, "completion": str, "label": true|false}` (or `"question"`, which
-goes through the step format's prompt template). By default the data comes from the
-embedded world: the SFT policy samples completions (through engine.Policy), and the exact
-verifier labels a completion desirable iff every step is right and the answer is correct.
-The problems come from the train split; the rows are written to
-`<output_dir>/data/train.jsonl` and reused on a rerun.
+goes through the step format's prompt template, optionally with `"prefix_steps": [...]`, the
+steps already taken, which then belong to the prompt). By default the data comes from the
+embedded world: the SFT policy samples solutions of fresh problems (through engine.Policy)
+and the exact verifier labels them, per step by default (`--granularity step`: each step up
+to the first wrong one is a row, its prompt the question and the steps before it) or per
+whole sample (`--granularity completion`: desirable iff every step is right and the answer
+is correct). The rows are written to `<output_dir>/data/train.jsonl` and reused on a rerun.
 
 The reference model is a frozen copy of the starting model. Each batch also pairs every
 completion with the *next* row's prompt (mismatched pairs): their log-ratio, averaged,
@@ -51,9 +53,10 @@ class KTOConfig(StepTrainingArguments):
     desirable_weight: float | None = field(default=None, metadata={"help": "lambda_D. Default: 1, or the [1, 4/3] balancing rule when the classes are imbalanced."})
     undesirable_weight: float = field(default=1.0, metadata={"help": "lambda_U."})
     length_normalized: bool = field(default=False, metadata={"help": "Divide sequence log-probs by the number of completion tokens (the course notebook's per-token variant)."})
-    sample_problems: int = field(default=5000, metadata={"help": "Default data: train-split problems to sample on."})
+    sample_problems: int = field(default=5000, metadata={"help": "Default data: fresh 2-6 operand problems to sample on."})
     samples_per_problem: int = field(default=4, metadata={"help": "Default data: samples per problem."})
     sample_temperature: float = field(default=1.0, metadata={"help": "Default data: sampling temperature."})
+    granularity: str = field(default="step", metadata={"help": "Default data: 'step' (one row per step: the steps before it are the prompt, desirable iff right; nothing after the first wrong step) or 'completion' (one row per whole sample)."})
     keep_desirable: float = field(default=1.0, metadata={"help": "Keep this fraction of desirable rows (e.g. 0.1 to test imbalance)."})
     # Defaults that differ from StepTrainingArguments'.
     output_dir: str = field(default="models/kto", metadata={"help": "Where checkpoints, data and the final model go."})
@@ -79,12 +82,18 @@ def load_unpaired_jsonl(path: str | FsPath) -> list[dict]:
             raise DatasetError(f"{where}: needs a non-empty string 'completion'")
         if not isinstance(row.get("label"), bool):
             raise DatasetError(f"{where}: 'label' must be true or false")
+        prefix = row.get("prefix_steps", [])
+        if not isinstance(prefix, list) or not all(isinstance(x, str) for x in prefix) or (prefix and "question" not in row):
+            raise DatasetError(f"{where}: 'prefix_steps' must be a list of strings, with a 'question'")
         rows.append(row)
     return rows
 
 
 def tokenize_unpaired(row: dict, encoder: StepEncoder) -> dict:
-    prompt_ids = row_prompt_ids(row, encoder)
+    if row.get("prefix_steps"):  # a step-level row: the steps already taken belong to the prompt
+        prompt_ids = encoder.path_ids(row["question"], row["prefix_steps"])[0]
+    else:
+        prompt_ids = row_prompt_ids(row, encoder)
     completion_ids = list(encoder.tokenizer(row["completion"], add_special_tokens=False)["input_ids"])
     return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "label": row["label"]}
 
@@ -176,28 +185,51 @@ class KTOTrainer(Trainer):
 # -- default data: the embedded world ----------------------------------------------------
 
 
-def sampled_rows(cfg: KTOConfig) -> list[dict]:
-    """Policy samples on train-split problems, labelled by the verifier.
+def completion_rows(question: str, steps: tuple[str, ...], finished: bool, fmt) -> list[dict]:
+    """One row for a whole sample: desirable iff it finished, every step is right and the answer is correct."""
+    verdict = arith.verify_steps(question, steps)
+    good = finished and verdict.first_error is None and verdict.answer_correct
+    return [{"question": question, "completion": fmt.join_steps(steps, finished=finished), "label": good}]
 
-    A completion is desirable iff it finished, every step is right and the answer is correct.
-    (Train-split problems keep good and bad completions alike in length: with longer,
-    out-of-distribution problems among them, the bad ones are the long ones and a
-    sequence-level loss learns "shorter is better".)
+
+def step_rows(question: str, steps: tuple[str, ...], finished: bool, fmt) -> list[dict]:
+    """One row per step up to the first wrong one: prompt = question + the steps before it,
+    completion = the step (+ EOS after the last step of a finished sample), label = the verifier's.
+
+    A wrong digit late in a sample then pushes down that step alone, not the right steps it
+    shares with good samples (at the whole-sample level it does, and the policy's arithmetic
+    degrades).
     """
+    verdict = arith.verify_steps(question, steps)
+    rows = []
+    for k, step in enumerate(steps):
+        last = k == len(steps) - 1
+        good = verdict.step_correct[k] and (not last or not finished or verdict.answer_correct)
+        rows.append({"question": question, "prefix_steps": list(steps[:k]),
+                     "completion": fmt.join_steps([step], finished=finished and last), "label": good})
+        if not good:
+            break  # later steps build on a wrong state
+    return rows
+
+
+def sampled_rows(cfg: KTOConfig) -> list[dict]:
+    """Policy samples on fresh 2-6 operand problems (none from dev or test), labelled by the verifier."""
     from engine.policy import Policy
 
+    if cfg.granularity not in ("step", "completion"):
+        raise ValueError(f"--granularity must be 'step' or 'completion', got {cfg.granularity!r}")
     fmt = cfg.step_format
-    problems = arith.load_split("train")[: cfg.sample_problems]
+    problems = arith.fresh_problems(cfg.sample_problems, seed=cfg.seed + 13, n_operands=(2, 6))
     policy = Policy(cfg.init_model, fmt)
     rollouts = policy.complete([Path(p.question) for p in problems], cfg.samples_per_problem, temperature=cfg.sample_temperature, max_tokens=256).paths
     del policy
-    rows = []
+    make = step_rows if cfg.granularity == "step" else completion_rows
+    rows = {}
     for problem, paths in zip(problems, rollouts):
-        for path in dict.fromkeys(p for p in paths if p.steps):
-            verdict = arith.verify_steps(problem.question, path.steps)
-            good = path.finished and verdict.first_error is None and verdict.answer_correct
-            rows.append({"question": problem.question, "completion": fmt.join_steps(path.steps, finished=path.finished), "label": good})
-    return rows
+        for path in paths:
+            for row in make(problem.question, path.steps, path.finished, fmt) if path.steps else []:
+                rows.setdefault(json.dumps(row, sort_keys=True), row)  # each distinct row once
+    return list(rows.values())
 
 
 def default_data(cfg: KTOConfig) -> FsPath:
