@@ -90,21 +90,21 @@ class PrefixCachedScorer:
 
     def score(self, paths: Sequence[Path]) -> Scores:
         cost = Cost(prm_calls=1)
-        jobs, encoded = [], []
-        for path in paths:
-            ids, seps = self.encoder.path_ids(path.question, path.steps)
-            if len(ids) > self.max_len:
-                raise PromptTooLongError(f"path of {len(ids)} tokens is longer than the PRM's max length {self.max_len}")
-            encoded.append((ids, seps))
-            cost.prm_tokens_requested += len(ids)
-            first = next((k for k, s in enumerate(seps) if tuple(ids[: s + 1]) not in self.memo), None)
-            if first is not None:
-                jobs.append(Job(ids, seps, first, len(self.encoder.prompt_ids(path.question))))
-        with Timer() as timer:
+        with Timer() as timer:  # all of it, bookkeeping included, is PRM time
+            jobs, encoded = [], []
+            for path in paths:
+                ids, seps = self.encoder.path_ids(path.question, path.steps)
+                if len(ids) > self.max_len:
+                    raise PromptTooLongError(f"path of {len(ids)} tokens is longer than the PRM's max length {self.max_len}")
+                encoded.append((ids, seps))
+                cost.prm_tokens_requested += len(ids)
+                first = next((k for k, s in enumerate(seps) if tuple(ids[: s + 1]) not in self.memo), None)
+                if first is not None:
+                    jobs.append(Job(ids, seps, first, len(self.encoder.prompt_ids(path.question))))
             if jobs:
                 cost.prm_tokens_computed += self._compute(jobs)  # fills self.memo
+            scores = [[self.memo.get(tuple(ids[: s + 1])) for s in seps] for ids, seps in encoded]
         cost.prm_seconds = timer.seconds
-        scores = [[self.memo.get(tuple(ids[: s + 1])) for s in seps] for ids, seps in encoded]
         return Scores(scores, cost)
 
     def _compute(self, jobs: list[Job]) -> int:

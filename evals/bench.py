@@ -7,8 +7,9 @@ Both sides of every comparison run in this one process, on the same models and p
 and the reports are ratios (these machines are noisy):
   overhead  tokens/s of a full beam search (engine + strategy, PRM time taken out) vs raw
             vLLM `generate` replaying the very same batches;
-  prefix    scoring every step of a depth-8 beam search with the prefix-cached scorers vs
-            recomputing every prefix, tokens and wall time, next to the theoretical ratio;
+  prefix    scoring every step of a depth-8 beam search (9-operand problems) with the
+            prefix-cached scorers vs recomputing every path in full (caches cleared, vLLM's
+            prefix cache off), tokens and wall time, next to the theoretical ratio;
   notebook  the classic notebook greedy PRM search (transformers, one token at a time, the
             PRM re-run over the whole sequence after every step, one problem at a time) vs
             our batched greedy_retry;
@@ -27,9 +28,10 @@ from pathlib import Path as FsPath
 
 import torch
 
-from engine import HFPRM, VLLMPRM, Path, Policy
+from engine import HFPRM, VLLMPRM, EngineConfig, Path, Policy
 from engine.models import DEFAULT_POLICY, DEFAULT_PRM
 from evals.datasets import load_problems
+from evals.tasks import arith
 from strategies import SearchConfig, get_strategy
 
 
@@ -63,7 +65,11 @@ class Recorder:
 
 
 class FullRecompute:
-    """A PRM that recomputes every prefix every call: the scorer search-and-learn-style loops use."""
+    """A PRM that recomputes every path in full every call, as search-and-learn-style loops do.
+
+    Wraps a scorer whose caches are cleared before each call; for the vLLM scorer pass one
+    built with prefix caching off (`no_cache_vllm_prm`), since vLLM would otherwise reuse
+    the blocks of one call's shorter prefixes for its longer ones."""
 
     def __init__(self, scorer):
         self.scorer, self.encoder = scorer, scorer.encoder
@@ -71,6 +77,10 @@ class FullRecompute:
     def score(self, paths):
         fresh_scorer_state(self.scorer)
         return self.scorer.score(paths)
+
+
+def no_cache_vllm_prm(model_dir) -> VLLMPRM:
+    return VLLMPRM(model_dir, config=EngineConfig(extra={"enable_prefix_caching": False}))
 
 
 def fresh_scorer_state(scorer) -> None:
@@ -86,6 +96,7 @@ def fresh_scorer_state(scorer) -> None:
 
 
 def bench_overhead(problems, policy, prm, cfg) -> dict:
+    get_strategy("beam").search(problems[:4], policy, prm, cfg)  # warm both engines up first: the timed runs are steady-state
     fresh(policy, prm)
     with Recorder(policy.llm) as rec:
         t0 = time.perf_counter()
@@ -123,11 +134,13 @@ def recorded_score_calls(problems, policy, prm, cfg) -> list[list[Path]]:
 
 
 def bench_prefix(problems, policy, scorers: dict, cfg) -> dict:
-    calls = recorded_score_calls(problems, policy, scorers["vllm"], cfg)
+    """scorers: name -> (prefix-cached scorer, the same model with no caching)."""
+    calls = recorded_score_calls(problems, policy, scorers["vllm"][0], cfg)
     report = {"score_calls": len(calls), "max_depth": max(len(p.steps) for c in calls for p in c)}
-    for name, scorer in scorers.items():
-        for mode, prm in (("cached", scorer), ("full", FullRecompute(scorer))):
+    for name, (scorer, uncached) in scorers.items():
+        for mode, prm in (("cached", scorer), ("full", FullRecompute(uncached))):
             fresh_scorer_state(scorer)
+            fresh_scorer_state(uncached)
             computed = requested = 0
             t0 = time.perf_counter()
             for paths in calls:
@@ -254,6 +267,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", default="arith-test")
     parser.add_argument("--problems", type=int, default=48, help="problems per comparison (spread over the dataset)")
     parser.add_argument("--notebook-problems", type=int, default=12, help="the notebook baseline is slow: fewer problems")
+    parser.add_argument("--prefix-operands", type=int, default=9, help="prefix benchmark: fresh problems of this many operands (9: depth-8 paths)")
     parser.add_argument("--n", type=int, default=16)
     parser.add_argument("--beam-width", type=int, default=4)
     parser.add_argument("--scaling-n", default="4,16,64,256")
@@ -264,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     everything = load_problems(args.dataset)
     stride = max(1, len(everything) // args.problems)
     problems = everything[::stride][: args.problems]  # every difficulty, not just the first
-    cfg = SearchConfig(n=args.n, beam_width=args.beam_width, max_steps=8 + 4)
+    cfg = SearchConfig(n=args.n, beam_width=args.beam_width, max_steps=args.prefix_operands + 3)
     policy, prm, hf_prm = Policy(args.policy), VLLMPRM(args.prm), HFPRM(args.prm)
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
     report = {"device": device, "problems": len(problems), "n": args.n, "beam_width": args.beam_width}
@@ -272,7 +286,8 @@ def main(argv: list[str] | None = None) -> None:
     if "overhead" in only:
         report["overhead"] = bench_overhead(problems, policy, prm, cfg)
     if "prefix" in only:
-        report["prefix"] = bench_prefix(problems, policy, {"vllm": prm, "hf": hf_prm}, cfg)
+        deep = arith.fresh_problems(args.problems, seed=9, n_operands=args.prefix_operands)  # depth = operands - 1
+        report["prefix"] = bench_prefix(deep, policy, {"vllm": (prm, no_cache_vllm_prm(args.prm)), "hf": (hf_prm, hf_prm)}, cfg)
     if "notebook" in only:
         nb = everything[:: max(1, len(everything) // args.notebook_problems)][: args.notebook_problems]
         report["notebook"] = bench_notebook(nb, policy, prm, hf_prm, cfg)
