@@ -1,7 +1,7 @@
 """Beam search with a PRM: keep the n/M best paths, expand each by M candidate steps.
 
 Every round proposes M next steps for each of the n/M live paths of every problem (n
-candidates per problem; one propose call and one score call for all problems), scores
+candidates per problem, the first round included: the beam starts as n/M copies of the root; one propose call and one score call for all problems), scores
 them, and keeps the n/M best unfinished candidates by the aggregated PRM score. Finished
 candidates leave the beam and are kept; the answer is the best finished path (or the
 best live one if none finished within max_steps).
@@ -26,7 +26,7 @@ class BeamSearch:
     def search(self, problems: Sequence[Any], policy, prm, config: SearchConfig) -> list[SearchResult]:
         services = Services(problems, policy, prm, config)
         keep = beam_size(config)
-        beams = [[Candidate(services.root(i), [])] for i in range(len(problems))]
+        beams = [[Candidate(services.root(i), [])] * keep for i in range(len(problems))]  # n/M copies: the first round samples n too
         finished: list[list[Candidate]] = [[] for _ in problems]
 
         while any(beams):
