@@ -12,7 +12,7 @@ so a step is scored once, and neither recomputes the KV of a scored prefix:
     automatic prefix cache supplies the prefix (prompt_logprobs and vLLM's pooling path
     skip cache reads, so they are not used here).
   - `HFPRM` (transformers) keeps the KV cache of scored paths itself and runs only the
-    new tokens, batching siblings that share a cached prefix. It is the reference the
+    new tokens, in batches of paths whose cached prefixes may differ in length. It is the reference the
     vLLM scorer is tested against, and what the trainers use for evaluation.
 Both report tokens requested (the paths' lengths) vs tokens actually computed.
 """
@@ -20,7 +20,7 @@ Both report tokens requested (the paths' lengths) vs tokens actually computed.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Protocol, Sequence
@@ -169,42 +169,59 @@ class HFPRM(PrefixCachedScorer):
         return 0
 
     def _compute(self, jobs: list[Job]) -> int:
+        """Batches of up to batch_size jobs, each resuming from its own cached prefix."""
         import torch
 
-        groups: dict[int, dict[tuple, list[Job]]] = defaultdict(lambda: defaultdict(list))
-        for job in jobs:
-            b = self._boundary(job)
-            groups[b][tuple(job.ids[:b])].append(job)
+        bounded = [(self._boundary(job), job) for job in jobs]
+        bounded.sort(key=lambda x: len(x[1].ids) - x[0])  # similar numbers of new tokens together: little padding
         computed = 0
         with torch.no_grad():
-            for b, by_prefix in groups.items():
-                for prefix, group in by_prefix.items():
-                    for start in range(0, len(group), self.batch_size):
-                        computed += self._forward(b, prefix, group[start : start + self.batch_size])
+            for start in range(0, len(bounded), self.batch_size):
+                computed += self._forward(bounded[start : start + self.batch_size])
         return computed
 
-    def _forward(self, b: int, prefix: tuple, group: list[Job]) -> int:
-        """Run the new tokens of jobs sharing a cached prefix of length b, as one right-padded batch."""
+    def _forward(self, batch: list[tuple[int, Job]]) -> int:
+        """One forward over the new tokens of jobs with cached prefixes of any lengths.
+
+        Job i's cached KV sits left-aligned in a past of width B = max b_i, the gap after it
+        masked out; its new tokens follow at positions b_i, b_i + 1, ... (explicit
+        position_ids, so RoPE matches a plain forward pass), right-padded.
+        """
         import torch
         from transformers import DynamicCache
 
-        suffixes = [job.ids[b:] for job in group]
-        width = max(len(x) for x in suffixes)
-        input_ids = torch.tensor([x + [self.pad_id] * (width - len(x)) for x in suffixes], device=self.device)
+        bs = [b for b, _ in batch]
+        suffixes = [job.ids[b:] for b, job in batch]
+        B, W, n = max(bs), max(len(x) for x in suffixes), len(batch)
+        input_ids = torch.tensor([x + [self.pad_id] * (W - len(x)) for x in suffixes], device=self.device)
+        position_ids = torch.tensor([[b + t for t in range(W)] for b in bs], device=self.device)
+        mask = torch.tensor([[1] * b + [0] * (B - b) + [1] * len(x) + [0] * (W - len(x)) for b, x in zip(bs, suffixes)], device=self.device)
         cache = None
-        if b:  # right padding needs no mask: real tokens never attend to the pads after them
-            cache = DynamicCache(ddp_cache_data=[(k.expand(len(group), -1, -1, -1), v.expand(len(group), -1, -1, -1)) for k, v in self.kv.get(prefix)])
-        out = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True)
+        if B:
+            pasts = [self.kv.get(tuple(job.ids[:b])) if b else None for b, job in batch]
+            layers = []
+            for layer in range(len(next(p for p in pasts if p is not None))):
+                k0, v0 = next(p for p in pasts if p is not None)[layer]
+                keys = k0.new_zeros((n, k0.shape[1], B, k0.shape[3]))
+                values = v0.new_zeros((n, v0.shape[1], B, v0.shape[3]))
+                for i, (b, past) in enumerate(zip(bs, pasts)):
+                    if b:
+                        keys[i, :, :b], values[i, :, :b] = past[layer][0][0], past[layer][1][0]
+                layers.append((keys, values))
+            cache = DynamicCache(ddp_cache_data=layers)
+        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, past_key_values=cache, use_cache=True)
         pos, neg = self.encoder.positive_id, self.encoder.negative_id
         labels = out.logits[:, :, [pos, neg]].float().cpu()
-        layers = out.past_key_values.layers
-        for i, job in enumerate(group):
+        kv_layers = out.past_key_values.layers
+        for i, (b, job) in enumerate(batch):
             for s in job.seps[job.first :]:
                 self.memo.put(tuple(job.ids[: s + 1]), p_correct(*labels[i, s - b].tolist()))
             # keep the KV of the whole scored path (children extend it) and of the prompt (siblings share it)
             for end in {len(job.ids), job.prompt_len}:
                 if end > b and tuple(job.ids[:end]) not in self.kv:
-                    self.kv.put(tuple(job.ids[:end]), [(l.keys[i : i + 1, :, :end].clone(), l.values[i : i + 1, :, :end].clone()) for l in layers])
+                    self.kv.put(tuple(job.ids[:end]), [
+                        (torch.cat([l.keys[i : i + 1, :, :b], l.keys[i : i + 1, :, B : B + end - b]], 2),
+                         torch.cat([l.values[i : i + 1, :, :b], l.values[i : i + 1, :, B : B + end - b]], 2)) for l in kv_layers])
         return sum(len(x) for x in suffixes)
 
 
