@@ -3,6 +3,7 @@
     python -m evals.run --strategy greedy_retry                  # shipped models, arith test split
     python -m evals.run --strategy beam --n 16 --beam-width 4 --limit 100 --output runs/beam16
     python -m evals.run --compare --strategies majority,best_of_n,beam --budgets 4,16,64 --output runs/cmp
+    python -m evals.run --strategy beam --shard 0/4 --output runs/beam-0   # machine 0 of 4; then python -m evals.merge
 
 Each finished problem is appended to <output>/results.jsonl at once (answer, correct, path,
 scores, cost); rerunning with the same --output skips the problems already there, so a
@@ -45,19 +46,46 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--policy", default=str(DEFAULT_POLICY), help="policy model directory")
     parser.add_argument("--prm", default=str(DEFAULT_PRM), help="PRM model directory")
     parser.add_argument("--prm-backend", default="vllm", choices=["vllm", "hf"], help="PRM scorer")
+    parser.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM: GPUs per engine")
+    parser.add_argument("--data-parallel-size", type=int, default=1, help="vLLM: engine replicas (GPU)")
     parser.add_argument("--dataset", default="arith-test", help="arith-train, arith-dev, arith-test, or a JSONL file of {question, answer}")
     parser.add_argument("--limit", type=int, default=None, help="first N problems only")
+    parser.add_argument("--shard", default=None, help="i/k: run only problems i, i+k, i+2k, ... (k machines split a dataset; combine with python -m evals.merge)")
     parser.add_argument("--batch-size", type=int, default=64, help="problems searched together (and at risk if killed)")
     parser.add_argument("--output", default=None, help="output directory (default runs/<dataset>-<strategy>-n<N>)")
     parser.add_argument("--compare", action="store_true", help="run --strategies x --budgets and plot accuracy vs budget")
     parser.add_argument("--strategies", default="majority,best_of_n,beam,dvts,greedy_retry,mcts", help="with --compare")
     parser.add_argument("--budgets", default="4,16", help="with --compare: values of --n")
     args = parser.parse_args(argv)
+    if args.shard is not None:
+        try:
+            parse_shard(args.shard)
+        except ValueError as e:
+            parser.error(str(e))
     names = args.strategies.split(",") if args.compare else [args.strategy]
     for name in names:
         if name not in strategies.STRATEGIES:
             parser.error(f"unknown strategy {name!r}; choose from {', '.join(sorted(strategies.STRATEGIES))}")
     return args
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """'i/k' -> (i, k) with 0 <= i < k."""
+    try:
+        i, k = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like 0/4, got {spec!r}") from None
+    if not 0 <= i < k:
+        raise ValueError(f"--shard i/k needs 0 <= i < k, got {spec!r}")
+    return i, k
+
+
+def shard(problems: list, spec: str | None) -> list:
+    """Shard i of k: every k-th problem from the i-th, so each shard gets every difficulty."""
+    if spec is None:
+        return problems
+    i, k = parse_shard(spec)
+    return problems[i::k]
 
 
 # Strategies whose cost does not scale with n: --compare runs them once.
@@ -198,27 +226,36 @@ def plot(summaries: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def load_models(args: argparse.Namespace, need_prm: bool):
-    from engine import HFPRM, VLLMPRM, EngineConfig, Policy
+def engine_config(args: argparse.Namespace):
+    """The vLLM engine settings the CLI passes through."""
+    from engine import EngineConfig
 
-    policy = Policy(args.policy, config=EngineConfig(seed=args.seed))
+    extra = {"data_parallel_size": args.data_parallel_size} if args.data_parallel_size > 1 else {}
+    return EngineConfig(seed=args.seed, tensor_parallel_size=args.tensor_parallel_size, extra=extra)
+
+
+def load_models(args: argparse.Namespace, need_prm: bool):
+    from engine import HFPRM, VLLMPRM, Policy
+
+    policy = Policy(args.policy, config=engine_config(args))
     prm = None
     if need_prm:
-        prm = VLLMPRM(args.prm, config=EngineConfig(seed=args.seed)) if args.prm_backend == "vllm" else HFPRM(args.prm)
+        prm = VLLMPRM(args.prm, config=engine_config(args)) if args.prm_backend == "vllm" else HFPRM(args.prm)
     return policy, prm
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
-        problems = load_problems(args.dataset)[: args.limit]
+        problems = shard(load_problems(args.dataset)[: args.limit], args.shard)
         names = args.strategies.split(",") if args.compare else [args.strategy]
         budgets = [int(b) for b in args.budgets.split(",")] if args.compare else [args.n]
         policy, prm = load_models(args, need_prm=any(n not in PRM_FREE for n in names))
     except (DatasetError, ModelDirError) as e:
         sys.exit(f"error: {e}")
     dataset_tag = Path(args.dataset).stem if args.dataset.endswith(".jsonl") else args.dataset
-    out = Path(args.output or f"runs/{dataset_tag}-{'compare' if args.compare else f'{args.strategy}-n{args.n}'}")
+    shard_tag = f"-shard{args.shard.replace('/', 'of')}" if args.shard else ""
+    out = Path(args.output or f"runs/{dataset_tag}-{'compare' if args.compare else f'{args.strategy}-n{args.n}'}{shard_tag}")
 
     summaries = []
     for name in names:

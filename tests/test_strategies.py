@@ -115,3 +115,35 @@ def test_cli_errors(tmp_path):
     bad.write_text(json.dumps({"question": "1+1", "answer": "2"}) + "\n" + json.dumps({"question": "2+2"}) + "\n")
     run = cli("--dataset", str(bad), "--output", str(tmp_path / "o"))
     assert run.returncode != 0 and "bad.jsonl:2: needs a string or number 'answer'" in run.stderr
+
+
+def test_shards_split_the_dataset_and_merge_back(tmp_path, policy, vllm_prm):
+    from evals.merge import merge
+    from evals.run import parse_shard, shard
+
+    problems = load_problems("arith-dev")[:7]
+    parts = [shard(problems, f"{i}/3") for i in range(3)]
+    assert sorted(p.id for part in parts for p in part) == sorted(p.id for p in problems)  # disjoint, complete
+    for i, part in enumerate(parts):
+        run_one(part, "greedy", SMALL, policy, None, tmp_path / f"s{i}", batch_size=4)
+    summary = merge([tmp_path / f"s{i}" for i in range(3)] + [tmp_path / "s0"], tmp_path / "all")  # a shard twice: kept once
+    rows = [json.loads(line) for line in (tmp_path / "all" / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["id"] for r in rows) == sorted(p.id for p in problems) and summary["problems"] == 7
+    assert (tmp_path / "all" / "summary.md").is_file()
+    run_one(parts[0], "majority", SMALL, policy, None, tmp_path / "other", batch_size=4)
+    with pytest.raises(ValueError, match="different strategies"):
+        merge([tmp_path / "s1", tmp_path / "other"], tmp_path / "bad")
+    for bad in ("3/3", "1", "a/b"):
+        with pytest.raises(ValueError, match="--shard"):
+            parse_shard(bad)
+    run = cli("--shard", "2/2")
+    assert run.returncode == 2 and "0 <= i < k" in run.stderr
+
+
+def test_cli_passes_vllm_parallelism_through():
+    from evals.run import engine_config, parse_args
+
+    cfg = engine_config(parse_args(["--tensor-parallel-size", "2", "--data-parallel-size", "4", "--seed", "3"]))
+    kwargs = cfg.llm_kwargs()
+    assert kwargs["tensor_parallel_size"] == 2 and kwargs["data_parallel_size"] == 4 and kwargs["seed"] == 3
+    assert "data_parallel_size" not in engine_config(parse_args([])).llm_kwargs()
