@@ -132,3 +132,4 @@ def test_cli_help_and_clear_errors(tmp_path):
         assert option in help_text
     run = subprocess.run(cli + ["--init_model", str(tmp_path / "nope"), "--output_dir", str(tmp_path / "o")], capture_output=True, text=True)
     assert run.returncode != 0 and "init model directory not found" in run.stderr
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +33,15 @@ class StepTrainingArguments(TrainingArguments):
     dataloader_drop_last: bool = field(default=True, metadata={"help": "Drop the last incomplete batch."})
     dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin batches in memory (only useful on a GPU)."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep every dataset column (the collators use them)."})
+
+    def __post_init__(self):
+        # torchrun / accelerate launch on CPU-only machines: DDP needs the gloo backend
+        if self.ddp_backend is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            import torch
+
+            if not torch.cuda.is_available():
+                self.ddp_backend = "gloo"
+        super().__post_init__()
 
     @property
     def step_format(self) -> StepFormat:
