@@ -144,3 +144,20 @@ def test_policy_and_prm_that_disagree_on_sep_are_refused(tmp_path, policy):
         check_compatible(policy, prm)
     with pytest.raises(ModelDirError, match="step separator '<step>'"):
         Policy(DEFAULT_POLICY, fmt)  # the policy's tokenizer has no <step> token
+
+
+def test_incomplete_model_directories_are_named(tmp_path):
+    from engine.models import check_model_dir
+
+    d = tmp_path / "m"
+    d.mkdir()
+    with pytest.raises(ModelDirError, match="has no config.json"):
+        check_model_dir(d, "policy")
+    (d / "config.json").write_text("{}")
+    with pytest.raises(ModelDirError, match="has no weights"):
+        check_model_dir(d, "policy")
+    (d / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ModelDirError, match="has no tokenizer files"):
+        check_model_dir(d, "policy")
+    with pytest.raises(ModelDirError, match="directory not found"):
+        check_model_dir(tmp_path / "nope", "policy")

@@ -41,5 +41,8 @@ def test_datasets(tmp_path):
     f.write_text('{"question": "1+1?", "answer": "2"}\n[1, 2]\n')
     with pytest.raises(DatasetError, match="gsm.jsonl:2: expected a JSON object"):
         load_problems(str(f))
+    f.write_text('{"question": "1+1?", "answer": "2"}\nnot json\n')
+    with pytest.raises(DatasetError, match="gsm.jsonl:2: not valid JSON"):
+        load_problems(str(f))
     with pytest.raises(DatasetError, match="unknown dataset"):
         load_problems("nope")
