@@ -133,3 +133,18 @@ def test_cli_help_and_clear_errors(tmp_path):
     run = subprocess.run(cli + ["--init_model", str(tmp_path / "nope"), "--output_dir", str(tmp_path / "o")], capture_output=True, text=True)
     assert run.returncode != 0 and "init model directory not found" in run.stderr
 
+
+
+def test_torchrun_two_cpu_processes_train_one_model(tmp_path):
+    """DDP over gloo: two processes share each step's batches (the epoch advances twice as fast) and save one model."""
+    out = tmp_path / "ddp"
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "trainers.step_sft", "--output_dir", str(out),
+         "--max_steps", "4", "--hidden_size", "32", "--num_layers", "1", "--num_heads", "2", "--intermediate_size", "64",
+         "--per_device_train_batch_size", "8", "--max_train_rows", "200", "--eval_problems", "0", "--save_steps", "2", "--disable_tqdm", "true"],
+        capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "resuming" not in run.stdout  # neither rank saw the other's checkpoint as a run to resume
+    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["epoch"] == pytest.approx(4 / (200 // (8 * 2)))  # 2 processes x 8 rows per step: 12 steps an epoch
+    assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()

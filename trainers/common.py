@@ -35,12 +35,14 @@ class StepTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep every dataset column (the collators use them)."})
 
     def __post_init__(self):
-        # torchrun / accelerate launch on CPU-only machines: DDP needs the gloo backend
-        if self.ddp_backend is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # torchrun / accelerate launch on a CPU-only machine: without use_cpu the ranks do not
+        # form a process group and each trains alone; DDP on CPU needs the gloo backend
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             import torch
 
             if not torch.cuda.is_available():
-                self.ddp_backend = "gloo"
+                self.use_cpu = True
+                self.ddp_backend = self.ddp_backend or "gloo"
         super().__post_init__()
 
     @property
