@@ -47,6 +47,32 @@ def test_prm_metrics_by_hand():
     assert m["step_accuracy"] == pytest.approx(4 / 5)
     assert m["negative_precision"] == 1.0 and m["negative_recall"] == pytest.approx(2 / 3)
     assert m["first_error_accuracy"] == 0.5
+    # ProcessBench: path 1 (error at 1) found exactly; path 2 (error at 1) judged clean; one clean path judged clean
+    m = prm_metrics([[0.9, 0.2, 0.1], [0.8, 0.7], [0.9, 0.9]], [[True, False, False], [True, False], [True, True]])
+    assert m["error_path_accuracy"] == 0.5 and m["correct_path_accuracy"] == 1.0
+    assert m["processbench_f1"] == pytest.approx(2 * 0.5 * 1.0 / 1.5)
+
+
+def test_processbench_style_evaluation_cli(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    rows = []
+    for p in arith.load_split("dev")[:40]:
+        rows.append({"problem": p.question, "steps": list(p.steps), "label": -1})
+        bad = list(p.steps)
+        bad[-1] = str(int(bad[-1]) + 7)  # a wrong final answer
+        rows.append({"problem": p.question, "steps": bad, "label": len(bad) - 1})
+    f = tmp_path / "pb.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = subprocess.run([sys.executable, "-m", "evals.prm_eval", "--data", str(f)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-1000:]
+    m = json.loads(run.stdout)
+    assert m["paths"] == 80 and m["correct_path_accuracy"] > 0.8 and 0 < m["processbench_f1"] <= 1
+    f.write_text('{"problem": "1+1", "steps": ["2"], "label": 3}\n')
+    run = subprocess.run([sys.executable, "-m", "evals.prm_eval", "--data", str(f)], capture_output=True, text=True)
+    assert run.returncode != 0 and "pb.jsonl:1: 'label' must be -1 or a step index below 1" in run.stderr
 
 
 def test_malformed_stepwise_rows_name_the_line(tmp_path):
