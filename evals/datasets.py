@@ -1,7 +1,8 @@
-"""Problems to search on: the embedded arith splits, or a user's JSONL file.
+"""Problems to search on: the embedded arith splits, or a user's dataset file.
 
     load_problems("arith-test")            # the embedded world (exact grading)
     load_problems("data/gsm8k.jsonl")      # rows {"question": ..., "answer": ...} (GSM8K "#### 42" or MATH "\\boxed{}")
+    load_problems("data/math500.parquet")  # .parquet/.csv/.json or a datasets.save_to_disk directory, read with `datasets`
 
 A problem has `id`, `question`, `answer` and `grade(answer_text) -> bool`.
 """
@@ -57,14 +58,35 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
     return rows
 
 
+DATASETS_FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "json"}
+
+
+def read_rows(path: Path) -> list[tuple[int, dict]]:
+    """(line or row number, row) from a JSONL file, or through `datasets` from another format."""
+    if path.is_file() and path.suffix == ".jsonl":
+        return read_jsonl(path)
+    import datasets
+
+    try:
+        if path.is_dir():
+            ds = datasets.load_from_disk(str(path))
+        else:
+            ds = datasets.load_dataset(DATASETS_FORMATS[path.suffix], data_files=str(path), split="train")
+    except Exception as e:  # datasets raises many kinds; say which file and why
+        raise DatasetError(f"{path}: could not be read with datasets ({type(e).__name__}: {str(e)[:200]})") from None
+    if isinstance(ds, datasets.DatasetDict):
+        raise DatasetError(f"{path}: holds several splits ({', '.join(ds)}); point at one of them")
+    return [(i, row) for i, row in enumerate(ds, 1)]
+
+
 def load_problems(spec: str) -> list[Problem]:
     if spec in ARITH_DATASETS:
         return [Problem(p.id, p.question, str(p.answer), p.n_operands) for p in arith.load_split(ARITH_DATASETS[spec])]
     path = Path(spec)
-    if not path.is_file():
-        raise DatasetError(f"unknown dataset {spec!r}: not one of {sorted(ARITH_DATASETS)} and no such file")
+    if not (path.is_file() and path.suffix in {".jsonl", *DATASETS_FORMATS}) and not path.is_dir():
+        raise DatasetError(f"unknown dataset {spec!r}: not one of {sorted(ARITH_DATASETS)}, a .jsonl/.json/.parquet/.csv file or a saved datasets directory")
     problems, seen = [], set()
-    for lineno, row in read_jsonl(path):
+    for lineno, row in read_rows(path):
         question = row.get("question", row.get("problem"))
         answer = row.get("answer", row.get("solution"))
         if not isinstance(question, str) or not question.strip():

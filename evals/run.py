@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--prm-backend", default="vllm", choices=["vllm", "hf"], help="PRM scorer")
     parser.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM: GPUs per engine")
     parser.add_argument("--data-parallel-size", type=int, default=1, help="vLLM: engine replicas (GPU)")
-    parser.add_argument("--dataset", default="arith-test", help="arith-train, arith-dev, arith-test, or a JSONL file of {question, answer}")
+    parser.add_argument("--dataset", default="arith-test", help="arith-train, arith-dev, arith-test, or a .jsonl/.parquet/.csv/.json file (or saved datasets directory) of {question, answer}")
     parser.add_argument("--limit", type=int, default=None, help="first N problems only")
     parser.add_argument("--shard", default=None, help="i/k: run only problems i, i+k, i+2k, ... (k machines split a dataset; combine with python -m evals.merge)")
     parser.add_argument("--batch-size", type=int, default=64, help="problems searched together (and at risk if killed)")

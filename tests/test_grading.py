@@ -46,3 +46,21 @@ def test_datasets(tmp_path):
         load_problems(str(f))
     with pytest.raises(DatasetError, match="unknown dataset"):
         load_problems("nope")
+
+
+def test_datasets_through_the_datasets_library(tmp_path):
+    import datasets
+
+    rows = [{"problem": "What is 6*7?", "answer": "42", "id": "a"}, {"problem": "Half of one?", "answer": "\\frac{1}{2}", "id": "b"}]
+    ds = datasets.Dataset.from_list(rows)
+    ds.to_parquet(str(tmp_path / "m.parquet"))
+    ds.save_to_disk(str(tmp_path / "saved"))
+    for spec in (tmp_path / "m.parquet", tmp_path / "saved"):
+        problems = load_problems(str(spec))
+        assert [p.id for p in problems] == ["a", "b"] and problems[0].grade("42") and problems[1].grade("0.5")
+    datasets.Dataset.from_list([{"problem": "x"}]).to_parquet(str(tmp_path / "bad.parquet"))
+    with pytest.raises(DatasetError, match="bad.parquet:1: needs a string or number 'answer'"):
+        load_problems(str(tmp_path / "bad.parquet"))
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(DatasetError, match="unknown dataset"):
+        load_problems(str(tmp_path / "x.txt"))
