@@ -198,16 +198,12 @@ class HFPRM(PrefixCachedScorer):
         mask = torch.tensor([[1] * b + [0] * (B - b) + [1] * len(x) + [0] * (W - len(x)) for b, x in zip(bs, suffixes)], device=self.device)
         cache = None
         if B:
-            pasts = [self.kv.get(tuple(job.ids[:b])) if b else None for b, job in batch]
-            layers = []
-            for layer in range(len(next(p for p in pasts if p is not None))):
-                k0, v0 = next(p for p in pasts if p is not None)[layer]
-                keys = k0.new_zeros((n, k0.shape[1], B, k0.shape[3]))
-                values = v0.new_zeros((n, v0.shape[1], B, v0.shape[3]))
-                for i, (b, past) in enumerate(zip(bs, pasts)):
-                    if b:
-                        keys[i, :, :b], values[i, :, :b] = past[layer][0][0], past[layer][1][0]
-                layers.append((keys, values))
+            pasts = {i: self.kv.get(tuple(job.ids[:b])) for i, (b, job) in enumerate(batch) if b}
+            reference = next(iter(pasts.values()))  # per layer (keys, values) of shape [1, heads, b, dim]
+            layers = [(k.new_zeros((n, k.shape[1], B, k.shape[3])), v.new_zeros((n, v.shape[1], B, v.shape[3]))) for k, v in reference]
+            for i, past in pasts.items():
+                for (keys, values), (k, v) in zip(layers, past):
+                    keys[i, :, : bs[i]], values[i, :, : bs[i]] = k[0], v[0]
             cache = DynamicCache(ddp_cache_data=layers)
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, past_key_values=cache, use_cache=True)
         pos, neg = self.encoder.positive_id, self.encoder.negative_id

@@ -115,9 +115,8 @@ def bench_overhead(problems, policy, prm, cfg, repeats: int = 3) -> dict:
         trials.append({"generate_calls": len(rec.calls), "search_tokens": round(tokens), "raw_tokens": raw_tokens, "search_seconds_without_prm": wall - prm_seconds,
                        "prm_seconds": prm_seconds, "raw_seconds": raw, "search_tokens_per_s": search_tps, "raw_tokens_per_s": raw_tps,
                        "ratio": search_tps / raw_tps, "target": ">= 0.9"})
-    ratios = sorted(t["ratio"] for t in trials)
-    median = next(t for t in trials if t["ratio"] == ratios[len(ratios) // 2])
-    return {**median, "ratios": ratios}
+    trials.sort(key=lambda t: t["ratio"])
+    return {**trials[len(trials) // 2], "ratios": [t["ratio"] for t in trials]}
 
 
 # -- 2. PRM prefix caching -----------------------------------------------------------------

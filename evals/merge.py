@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from evals.run import difficulty_table, markdown_table, read_results, summarize
+from evals.run import markdown_table, read_results, report_tables, summarize
 
 
 def merge(shard_dirs: list[Path], out: Path) -> dict:
@@ -30,8 +30,7 @@ def merge(shard_dirs: list[Path], out: Path) -> dict:
     (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows.values()))
     summary = summarize(list(rows.values()))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    table = markdown_table([summary]) + ("\n\n" + difficulty_table([summary]) if difficulty_table([summary]) else "")
-    (out / "summary.md").write_text(table + "\n")
+    (out / "summary.md").write_text(report_tables([summary]) + "\n")
     return summary
 
 

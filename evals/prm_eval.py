@@ -29,7 +29,8 @@ def prm_metrics(scores: Sequence[Sequence[float]], labels: Sequence[Sequence[boo
     first_error_accuracy is ProcessBench's question per path: is the first step judged wrong
     the first step that is wrong (both None for a path with no wrong step)?
     """
-    tp = fp = fn = right = steps = paths_right = 0
+    tp = fp = fn = right = steps = 0
+    firsts = []  # (predicted, true) first error of each path
     for path_scores, path_labels in zip(scores, labels, strict=True):
         if len(path_scores) != len(path_labels):
             raise ValueError(f"{len(path_scores)} scores for {len(path_labels)} labels")
@@ -40,9 +41,8 @@ def prm_metrics(scores: Sequence[Sequence[float]], labels: Sequence[Sequence[boo
             tp += (not p) and (not y)  # Negative is the positive class here
             fp += (not p) and y
             fn += p and (not y)
-        paths_right += first_error(predicted) == first_error(path_labels)
-    # ProcessBench: (predicted, true) first error of each path, split by whether the path has an error
-    firsts = [(first_error([s >= threshold for s in ps]), first_error(pl)) for ps, pl in zip(scores, labels)]
+        firsts.append((first_error(predicted), first_error(path_labels)))
+    # ProcessBench: the paths split by whether they have an error
     with_error = [p == y for p, y in firsts if y is not None]
     without = [p is None for p, y in firsts if y is None]
     error_acc = sum(with_error) / len(with_error) if with_error else 0.0
@@ -56,7 +56,7 @@ def prm_metrics(scores: Sequence[Sequence[float]], labels: Sequence[Sequence[boo
         "negative_precision": precision,
         "negative_recall": recall,
         "negative_f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-        "first_error_accuracy": paths_right / len(labels) if labels else 0.0,
+        "first_error_accuracy": sum(p == y for p, y in firsts) / len(firsts) if firsts else 0.0,
         "error_path_accuracy": error_acc,
         "correct_path_accuracy": clean_acc,
         "processbench_f1": 2 * error_acc * clean_acc / (error_acc + clean_acc) if error_acc + clean_acc else 0.0,

@@ -191,6 +191,12 @@ def difficulty_table(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def report_tables(summaries: list[dict]) -> str:
+    """The summary table, then accuracy by number of operands where the dataset has them."""
+    by_difficulty = difficulty_table(summaries)
+    return markdown_table(summaries) + (f"\n\nAccuracy by number of operands:\n\n{by_difficulty}" if by_difficulty else "")
+
+
 def markdown_table(summaries: list[dict]) -> str:
     lines = [
         "| strategy | n | problems | accuracy | 95% CI | gen tokens/problem | PRM tokens computed/problem | policy calls | PRM calls | wall s | gen tokens/s |",
@@ -268,9 +274,7 @@ def main(argv: list[str] | None = None) -> None:
             summaries.append(summary)
     if args.compare:  # every run in the directory so far, this invocation's and earlier ones'
         summaries = [json.loads(p.read_text()) for p in sorted(out.glob("*-n*/summary.json"))]
-    table = markdown_table(summaries)
-    if difficulty_table(summaries):
-        table += "\n\nAccuracy by number of operands:\n\n" + difficulty_table(summaries)
+    table = report_tables(summaries)
     print(f"\n{args.dataset}, {len(problems)} problems\n{table}")
     if args.compare:
         (out / "compare.md").write_text(table + "\n")
