@@ -12,13 +12,18 @@ from functools import lru_cache
 from typing import Sequence
 
 from engine.format import StepFormat
-from engine.models import token_id
+from engine.models import ModelDirError, token_id
 
 
 class StepEncoder:
     def __init__(self, tokenizer, fmt: StepFormat, where: str = "model", labels: bool = False):
         self.tokenizer = tokenizer
         self.fmt = fmt
+        self.where = where
+        has_template = bool(getattr(tokenizer, "chat_template", None))
+        if fmt.chat_template and not has_template:
+            raise ModelDirError(f"the step format asks for a chat template, but the tokenizer of {where} has none")
+        self.chat = has_template if fmt.chat_template is None else fmt.chat_template
         self.sep_id = token_id(tokenizer, fmt.sep, "step separator", where)
         self.eos_id = token_id(tokenizer, fmt.eos, "end-of-sequence token", where)
         self.positive_id = token_id(tokenizer, fmt.positive, "Positive label", where) if labels else None
@@ -26,8 +31,18 @@ class StepEncoder:
         self._prompt_ids = lru_cache(maxsize=65536)(self._encode_prompt)
         self._step_ids = lru_cache(maxsize=262144)(self._encode_step)
 
+    def prompt_text(self, question: str) -> str:
+        """The prompt as text: through the chat template (a user turn, the assistant's turn
+        opened) when the format asks for it or, by default, when the tokenizer has one."""
+        if not self.chat:
+            return self.fmt.prompt(question)
+        messages = [{"role": "system", "content": self.fmt.system_prompt}] if self.fmt.system_prompt else []
+        messages.append({"role": "user", "content": self.fmt.prompt(question)})
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
     def _encode_prompt(self, question: str) -> tuple[int, ...]:
-        return tuple(self.tokenizer(self.fmt.prompt(question), add_special_tokens=True)["input_ids"])
+        # a chat template writes its own special tokens (BOS and the turn markers)
+        return tuple(self.tokenizer(self.prompt_text(question), add_special_tokens=not self.chat)["input_ids"])
 
     def _encode_step(self, step: str) -> tuple[int, ...]:
         if self.fmt.sep in step:

@@ -5,14 +5,21 @@ included, ends in SEP, so the PRM has a SEP position to score for every step, an
 EOS says the path is finished. The PRM reads P(step correct) from its logits at a
 step's SEP, restricted to the Positive/Negative label tokens.
 
-The embedded arithmetic world uses special tokens for all four; a real model can use
-`StepFormat(sep="\\n\\n", eos="<|im_end|>", positive="+", negative="-")`.
+The embedded arithmetic world uses special tokens for all four; a real chat model can use
+`StepFormat(sep="\\n\\n", eos="<|im_end|>", chat_template=True, answer_format="boxed")`, a
+Math-Shepherd-style PRM `StepFormat(sep="ки", positive="+", negative="-")`. The policy and the
+PRM may use different formats: steps travel between them as text, and each re-encodes them.
+The recipes under recipes/ hold one format per known setup.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Sequence
+
+
+ANSWER_FORMATS = ("last_step", "boxed", "last_number", "auto")
 
 
 @dataclass(frozen=True)
@@ -22,6 +29,14 @@ class StepFormat:
     positive: str = "<pos>"
     negative: str = "<neg>"
     prompt_template: str = "{question}="
+    # The prompt goes through the tokenizer's chat template as a user turn (after the system
+    # prompt, if any); the steps are the assistant's reply. None: if the tokenizer has one.
+    chat_template: bool | None = None
+    system_prompt: str | None = None
+    # How the final answer is read from a path: "last_step" (the last step's text), "boxed"
+    # (the last \\boxed{...}), "last_number" (the last number in the last step), "auto" (the
+    # last \\boxed{...}, else what follows GSM8K's "####", else the last number).
+    answer_format: str = "last_step"
 
     def __post_init__(self) -> None:
         if not self.sep:
@@ -30,6 +45,8 @@ class StepFormat:
             raise ValueError(f"positive and negative label tokens must differ, both are {self.positive!r}")
         if "{question}" not in self.prompt_template:
             raise ValueError(f"prompt_template must contain '{{question}}': {self.prompt_template!r}")
+        if self.answer_format not in ANSWER_FORMATS:
+            raise ValueError(f"answer_format must be one of {ANSWER_FORMATS}, got {self.answer_format!r}")
 
     def prompt(self, question: str) -> str:
         return self.prompt_template.format(question=question)
@@ -54,11 +71,36 @@ class StepFormat:
         return bool(self.eos) and self.eos in response
 
     def extract_answer(self, steps: Sequence[str]) -> str | None:
-        """The final answer text: the last non-empty step, stripped. Tasks parse it further."""
-        for step in reversed(steps):
-            if step.strip():
-                return step.strip()
+        """The final answer text (per answer_format), stripped; None if there is none.
+        Majority voting compares these strings; tasks grade them."""
+        last = next((step.strip() for step in reversed(steps) if step.strip()), None)
+        if last is None or self.answer_format == "last_step":
+            return last
+        if self.answer_format in ("boxed", "auto"):
+            boxed = last_boxed("\n".join(steps))
+            if boxed is not None or self.answer_format == "boxed":
+                return boxed.strip() if boxed is not None else None
+            after = last.rsplit("####", 1)[1].strip() if "####" in last else ""
+            if after:
+                return after.splitlines()[0].strip()
+        numbers = re.findall(r"-?\d[\d,]*(?:\.\d+)?", last)
+        return numbers[-1].replace(",", "") if numbers else None
+
+
+def last_boxed(text: str) -> str | None:
+    """The contents of the last \\boxed{...} in text (braces balanced), or None."""
+    start = text.rfind("\\boxed")
+    if start < 0:
         return None
+    i = text.find("{", start)
+    if i < 0:
+        return None
+    depth = 0
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i + 1 : j]
+    return None
 
 
 ARITH_FORMAT = StepFormat()

@@ -74,6 +74,7 @@ class Policy:
         self.fmt = fmt
         self.config = config or EngineConfig()
         self.encoder = StepEncoder(load_tokenizer(self.model_dir, fmt, "policy"), fmt, f"policy {self.model_dir}")
+        self.text_sep = fmt.sep not in self.encoder.tokenizer.all_special_tokens
         self.llm = LLM(model=str(self.model_dir), **self.config.llm_kwargs())
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         self.generate_calls = 0  # how many times vLLM's generate ran (tests count it)
@@ -85,20 +86,19 @@ class Policy:
 
         temperature may be one value or one per path (0 = greedy).
         """
-        stop = [self.encoder.sep_id, self.encoder.eos_id]
-        outputs, cost = self._generate(paths, n, temperature, top_p, max_step_tokens, stop)
+        outputs, cost = self._generate(paths, n, temperature, top_p, max_step_tokens, stop_at_sep=True)
         return Proposals(
             [[self._to_step(o.token_ids, len(out.prompt_token_ids)) for o in self._samples(out, n)] for out in outputs], cost
         )
 
     def complete(self, paths: Sequence[Path], n: int, *, temperature: float = 0.8, top_p: float = 1.0, max_tokens: int = 512) -> Completions:
         """n rollouts of every path to EOS (or max_tokens), from one generate call."""
-        outputs, cost = self._generate(paths, n, temperature, top_p, max_tokens, [self.encoder.eos_id])
+        outputs, cost = self._generate(paths, n, temperature, top_p, max_tokens, stop_at_sep=False)
         return Completions([[self._to_path(p, o.token_ids) for o in self._samples(out, n)] for p, out in zip(paths, outputs)], cost)
 
     # -- internals --------------------------------------------------------------------
 
-    def _generate(self, paths, n, temperature, top_p, max_tokens, stop_ids):
+    def _generate(self, paths, n, temperature, top_p, max_tokens, stop_at_sep: bool):
         from vllm import SamplingParams, TokensPrompt
 
         if n < 1:
@@ -108,6 +108,10 @@ class Policy:
         temperatures = [temperature] * len(paths) if isinstance(temperature, (int, float)) else list(temperature)
         if len(temperatures) != len(paths):
             raise ValueError(f"{len(temperatures)} temperatures for {len(paths)} paths")
+        stop_ids = [self.encoder.sep_id, self.encoder.eos_id] if stop_at_sep else [self.encoder.eos_id]
+        # A SEP that is plain text ("\n\n") is usually not generated as its own token (BPE
+        # writes "\n\n" before a word as two "\n"): stop on the string too.
+        stop_text = [self.fmt.sep] if stop_at_sep and self.text_sep else []
         prompts, params = [], []
         for path, temperature in zip(paths, temperatures):
             ids, _ = self.encoder.path_ids(path.question, path.steps)
@@ -122,7 +126,8 @@ class Policy:
                 SamplingParams(
                     n=1 if temperature == 0 else n,  # greedy: one sample, copied n times (vLLM refuses n > 1)
                     temperature=temperature, top_p=top_p, max_tokens=min(max_tokens, room),
-                    stop_token_ids=stop_ids, skip_special_tokens=False, detokenize=False,
+                    stop_token_ids=stop_ids, stop=stop_text, include_stop_str_in_output=True,
+                    skip_special_tokens=False, detokenize=bool(stop_text),
                 )
             )
         with Timer() as timer:
@@ -142,36 +147,35 @@ class Policy:
         return out.outputs if len(out.outputs) == n else out.outputs * n  # greedy: the one sample, n times
 
     def _text(self, ids: Sequence[int]) -> str:
-        text = self.encoder.decode(ids)
-        # a model can spell the separator out of plain characters; cut there
+        return self.encoder.decode(ids)
+
+    def _to_step(self, ids: Sequence[int], prompt_len: int) -> Step:
+        ids = list(ids)
+        if ids and ids[-1] == self.encoder.eos_id:
+            return Step(self._cut(self._text(ids[:-1])), finished=True, num_tokens=len(ids))
+        if ids and ids[-1] == self.encoder.sep_id:
+            return Step(self._cut(self._text(ids[:-1])), num_tokens=len(ids))
+        text = self._text(ids)
+        if self.fmt.sep in text:  # SEP spelled in ordinary tokens (a text SEP such as "\n\n" usually is)
+            return Step(self._cut(text), num_tokens=len(ids))
+        if self.fmt.eos and self.fmt.eos in text:
+            return Step(self._cut(text), finished=True, num_tokens=len(ids))
+        # max_step_tokens ran out before SEP: close the step here, flagged. If the context is
+        # full too, the path cannot go on: it ends here.
+        out_of_context = prompt_len + len(ids) + 1 >= self.max_model_len
+        return Step(text, truncated=True, finished=out_of_context, num_tokens=len(ids))
+
+    def _cut(self, text: str) -> str:
+        """The text up to the first SEP or EOS marker in it."""
         for marker in (self.fmt.sep, self.fmt.eos):
             if marker and marker in text:
                 text = text[: text.index(marker)]
         return text
 
-    def _to_step(self, ids: Sequence[int], prompt_len: int) -> Step:
-        ids = list(ids)
-        if ids and ids[-1] == self.encoder.eos_id:
-            return Step(self._text(ids[:-1]), finished=True, num_tokens=len(ids))
-        if ids and ids[-1] == self.encoder.sep_id:
-            return Step(self._text(ids[:-1]), num_tokens=len(ids))
-        # max_step_tokens ran out before SEP: close the step here, flagged. If the context is
-        # full too, the path cannot go on: it ends here.
-        out_of_context = prompt_len + len(ids) + 1 >= self.max_model_len
-        return Step(self._text(ids), truncated=True, finished=out_of_context, num_tokens=len(ids))
-
     def _to_path(self, path: Path, ids: Sequence[int]) -> Path:
         ids = list(ids)
         finished = bool(ids) and ids[-1] == self.encoder.eos_id
-        if finished:
-            ids = ids[:-1]
-        chunks, current = [], []
-        for i in ids:
-            if i == self.encoder.sep_id:
-                chunks.append(current)
-                current = []
-            else:
-                current.append(i)
-        if current:  # text after the last SEP: a final step without SEP (or a cut-off one)
-            chunks.append(current)
-        return Path(path.question, path.steps + tuple(self._text(c) for c in chunks), finished)
+        text = self._text(ids[:-1] if finished else ids)
+        if self.fmt.eos and self.fmt.eos in text:  # EOS spelled in ordinary tokens
+            text, finished = text[: text.index(self.fmt.eos)], True
+        return Path(path.question, path.steps + tuple(self.fmt.split_steps(text)), finished)

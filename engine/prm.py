@@ -15,6 +15,10 @@ so a step is scored once, and neither recomputes the KV of a scored prefix:
     new tokens, in batches of paths whose cached prefixes may differ in length. It is the reference the
     vLLM scorer is tested against, and what the trainers use for evaluation.
 Both report tokens requested (the paths' lengths) vs tokens actually computed.
+
+`VLLMClassifierPRM` serves the other kind of PRM, a classification head at each step tag
+(Qwen2.5-Math-PRM), through vLLM's pooling runner; it remembers scored prefixes too, but
+computes each new path whole.
 """
 
 from __future__ import annotations
@@ -146,6 +150,44 @@ class VLLMPRM(PrefixCachedScorer):
         return computed
 
 
+class VLLMClassifierPRM(PrefixCachedScorer):
+    """A PRM with a two-class head read at each step tag (Qwen2.5-Math-PRM style:
+    `Qwen2ForProcessRewardModel`, the tag `<extra_0>` as the format's SEP), served by vLLM's
+    pooling runner (`token_classify`, STEP pooling: one [P(wrong), P(right)] row per tag).
+
+    vLLM's pooling path reads no prefix cache (see the module doc), so a path with unscored
+    steps is run whole, once; the scores of every step in it are remembered, so a search
+    still pays each path once, but it pays the whole path: expect `prm_tokens_computed`
+    near `prm_tokens_requested` for new paths.
+    """
+
+    def __init__(self, model_dir: str | FsPath, fmt: StepFormat, config: EngineConfig | None = None):
+        from vllm import LLM
+
+        self.model_dir = check_model_dir(model_dir, "PRM")
+        encoder = StepEncoder(load_tokenizer(self.model_dir, fmt, "PRM"), fmt, f"PRM {self.model_dir}")
+        kwargs = {**(config or EngineConfig()).llm_kwargs(), "enable_prefix_caching": False}
+        self.llm = LLM(model=str(self.model_dir), runner="pooling", pooler_config={"step_tag_id": encoder.sep_id}, **kwargs)
+        super().__init__(encoder, self.llm.llm_engine.model_config.max_model_len)
+
+    def _compute(self, jobs: list[Job]) -> int:
+        from vllm import TokensPrompt
+
+        prompts = [job.ids[: job.seps[-1] + 1] for job in jobs]
+        outputs = self.llm.encode([TokensPrompt(prompt_token_ids=p) for p in prompts], pooling_task="token_classify", use_tqdm=False)
+        for job, out in zip(jobs, outputs):
+            probs = out.outputs.data  # one softmaxed row per step tag in the sequence
+            if probs.ndim != 2 or len(probs) != len(job.seps):
+                raise ValueError(f"the PRM returned {tuple(probs.shape)} scores for {len(job.seps)} step tags "
+                                 f"(does the question contain the tag {self.encoder.fmt.sep!r}?)")
+            for k in range(job.first, len(job.seps)):
+                p = float(probs[k, 1])
+                if math.isnan(p):
+                    raise ValueError("the PRM produced a NaN score (NaN logits: broken weights or inputs?)")
+                self.memo.put(tuple(job.ids[: job.seps[k] + 1]), p)
+        return sum(len(p) for p in prompts)
+
+
 class HFPRM(PrefixCachedScorer):
     def __init__(self, model_dir: str | FsPath, fmt: StepFormat = ARITH_FORMAT, device: str = "cpu",
                  kv_cache_size: int = 4096, batch_size: int = 64):
@@ -222,7 +264,9 @@ class HFPRM(PrefixCachedScorer):
 
 
 def check_compatible(policy, prm: PRM) -> None:
-    """The PRM must read the policy's steps the way the policy writes them: same separator and EOS."""
+    """The PRM reads the policy's steps as text and re-encodes them in its own format, so the
+    formats may differ (a "\\n\\n" policy and a "ки"-tagged PRM); but a step that contains the
+    PRM's separator cannot be scored. Checked here once for the policy's own separator."""
     p, r = policy.encoder.fmt, prm.encoder.fmt
-    if (p.sep, p.eos) != (r.sep, r.eos):
-        raise ValueError(f"policy and PRM disagree on the step format: policy sep={p.sep!r} eos={p.eos!r}, PRM sep={r.sep!r} eos={r.eos!r}")
+    if r.sep != p.sep and r.sep in p.sep:
+        raise ValueError(f"the PRM's step separator {r.sep!r} is part of the policy's {p.sep!r}: the PRM cannot tell steps apart")

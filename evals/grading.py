@@ -11,20 +11,7 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-
-def last_boxed(text: str) -> str | None:
-    start = text.rfind("\\boxed")
-    if start < 0:
-        return None
-    i = text.find("{", start)
-    if i < 0:
-        return None
-    depth = 0
-    for j in range(i, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        if depth == 0:
-            return text[i + 1 : j]
-    return None
+from engine.format import last_boxed  # noqa: F401  (re-exported: graders use it)
 
 
 def extract_answer(text: str | None) -> str | None:

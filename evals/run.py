@@ -4,6 +4,7 @@
     python -m evals.run --strategy beam --n 16 --beam-width 4 --limit 100 --output runs/beam16
     python -m evals.run --compare --strategies majority,best_of_n,beam --budgets 4,16,64 --output runs/cmp
     python -m evals.run --strategy beam --shard 0/4 --output runs/beam-0   # machine 0 of 4; then python -m evals.merge
+    python -m evals.run --recipe recipes/smollm2-shepherd.yaml --dataset data/gsm8k.jsonl --strategy beam
 
 Each finished problem is appended to <output>/results.jsonl at once (answer, correct, path,
 scores, cost); rerunning with the same --output skips the problems already there, so a
@@ -23,11 +24,13 @@ import sys
 import time
 from pathlib import Path
 
-from engine.models import DEFAULT_POLICY, DEFAULT_PRM, ModelDirError
+from engine.models import DEFAULT_POLICY, DEFAULT_PRM, REPO_ROOT, ModelDirError
 from evals.datasets import DatasetError, Problem, load_problems
+from evals.recipes import RecipeError, load_recipe
 from evals.greedy import wilson_interval
 
 PRM_FREE = {"majority", "greedy"}
+DEFAULT_RECIPE = REPO_ROOT / "recipes" / "arith.yaml"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -43,12 +46,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threshold", type=float, default=0.5, help="greedy_retry acceptance threshold")
     parser.add_argument("--mcts-iterations", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0, help="vLLM engine seed")
-    parser.add_argument("--policy", default=str(DEFAULT_POLICY), help="policy model directory")
-    parser.add_argument("--prm", default=str(DEFAULT_PRM), help="PRM model directory")
+    parser.add_argument("--recipe", default=None, help="a recipes/*.yaml setup: models, step formats, engine and search settings (default: the embedded world)")
+    parser.add_argument("--policy", default=None, help=f"policy model directory (default: the recipe's, else {DEFAULT_POLICY.relative_to(DEFAULT_POLICY.parents[1])})")
+    parser.add_argument("--prm", default=None, help=f"PRM model directory (default: the recipe's, else {DEFAULT_PRM.relative_to(DEFAULT_PRM.parents[1])})")
     parser.add_argument("--prm-backend", default="vllm", choices=["vllm", "hf"], help="PRM scorer")
     parser.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM: GPUs per engine")
     parser.add_argument("--data-parallel-size", type=int, default=1, help="vLLM: engine replicas (GPU)")
-    parser.add_argument("--dataset", default="arith-test", help="arith-train, arith-dev, arith-test, or a .jsonl/.parquet/.csv/.json file (or saved datasets directory) of {question, answer}")
+    parser.add_argument("--dataset", default=None, help="default: the recipe's, else arith-test. "
+                        "arith-train, arith-dev, arith-test, or a .jsonl/.parquet/.csv/.json file (or saved datasets directory) of {question, answer}")
     parser.add_argument("--limit", type=int, default=None, help="first N problems only")
     parser.add_argument("--shard", default=None, help="i/k: run only problems i, i+k, i+2k, ... (k machines split a dataset; combine with python -m evals.merge)")
     parser.add_argument("--batch-size", type=int, default=64, help="problems searched together (and at risk if killed)")
@@ -92,12 +97,14 @@ def shard(problems: list, spec: str | None) -> list:
 BUDGET_FREE = {"greedy", "greedy_retry"}
 
 
-def search_config(args: argparse.Namespace, name: str, n: int):
-    """The SearchConfig for one run. Under --compare, mcts's budget follows n: 2n iterations of 4 children."""
+def search_config(args: argparse.Namespace, name: str, n: int, recipe=None):
+    """The SearchConfig for one run: the recipe's settings, then the command line's.
+    Under --compare, mcts's budget follows n: 2n iterations of 4 children."""
     from strategies import SearchConfig
 
     iterations = 2 * n if args.compare else args.mcts_iterations
     return SearchConfig(
+        **(recipe.search if recipe else {}),
         n=n, beam_width=min(args.beam_width, n), temperature=args.temperature, aggregation=args.aggregation,
         selection=args.selection, threshold=args.threshold, mcts_iterations=iterations,
     )
@@ -232,32 +239,29 @@ def plot(summaries: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def engine_config(args: argparse.Namespace):
-    """The vLLM engine settings the CLI passes through."""
-    from engine import EngineConfig
-
+def engine_config(args: argparse.Namespace, recipe):
+    """The vLLM engine settings: the recipe's, then what the CLI passes through."""
     extra = {"data_parallel_size": args.data_parallel_size} if args.data_parallel_size > 1 else {}
-    return EngineConfig(seed=args.seed, tensor_parallel_size=args.tensor_parallel_size, extra=extra)
+    return recipe.engine_config(seed=args.seed, tensor_parallel_size=args.tensor_parallel_size, extra={**recipe.engine.get("extra", {}), **extra})
 
 
-def load_models(args: argparse.Namespace, need_prm: bool):
-    from engine import HFPRM, VLLMPRM, Policy
-
-    policy = Policy(args.policy, config=engine_config(args))
-    prm = None
-    if need_prm:
-        prm = VLLMPRM(args.prm, config=engine_config(args)) if args.prm_backend == "vllm" else HFPRM(args.prm)
+def load_models(args: argparse.Namespace, recipe, need_prm: bool):
+    """The recipe's policy and PRM (the shipped models by default); --policy/--prm override the directories."""
+    policy = recipe.policy(engine_config(args, recipe), model=args.policy)
+    prm = recipe.prm(engine_config(args, recipe), model=args.prm, backend=args.prm_backend) if need_prm else None
     return policy, prm
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
+        recipe = load_recipe(args.recipe or DEFAULT_RECIPE)
+        args.dataset = args.dataset or recipe.dataset or "arith-test"
         problems = shard(load_problems(args.dataset)[: args.limit], args.shard)
         names = args.strategies.split(",") if args.compare else [args.strategy]
         budgets = [int(b) for b in args.budgets.split(",")] if args.compare else [args.n]
-        policy, prm = load_models(args, need_prm=any(n not in PRM_FREE for n in names))
-    except (DatasetError, ModelDirError) as e:
+        policy, prm = load_models(args, recipe, need_prm=any(n not in PRM_FREE for n in names))
+    except (DatasetError, ModelDirError, RecipeError) as e:
         sys.exit(f"error: {e}")
     dataset_tag = Path(args.dataset).stem if args.dataset.endswith(".jsonl") else args.dataset
     shard_tag = f"-shard{args.shard.replace('/', 'of')}" if args.shard else ""
@@ -267,7 +271,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in names:
         for n in [1] if args.compare and name in BUDGET_FREE else budgets:
             run_dir = out / f"{name}-n{n}" if args.compare else out
-            rows = run_one(problems, name, search_config(args, name, n), policy, prm, run_dir, args.batch_size)
+            rows = run_one(problems, name, search_config(args, name, n, recipe), policy, prm, run_dir, args.batch_size)
             summary = summarize(rows)
             (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
             (run_dir / "summary.md").write_text(markdown_table([summary]) + "\n")

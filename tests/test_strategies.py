@@ -141,9 +141,12 @@ def test_shards_split_the_dataset_and_merge_back(tmp_path, policy, vllm_prm):
 
 
 def test_cli_passes_vllm_parallelism_through():
-    from evals.run import engine_config, parse_args
+    from evals.recipes import load_recipe
+    from evals.run import DEFAULT_RECIPE, engine_config, parse_args
 
-    cfg = engine_config(parse_args(["--tensor-parallel-size", "2", "--data-parallel-size", "4", "--seed", "3"]))
+    recipe = load_recipe(DEFAULT_RECIPE)
+
+    cfg = engine_config(parse_args(["--tensor-parallel-size", "2", "--data-parallel-size", "4", "--seed", "3"]), recipe)
     kwargs = cfg.llm_kwargs()
     assert kwargs["tensor_parallel_size"] == 2 and kwargs["data_parallel_size"] == 4 and kwargs["seed"] == 3
-    assert "data_parallel_size" not in engine_config(parse_args([])).llm_kwargs()
+    assert "data_parallel_size" not in engine_config(parse_args([]), recipe).llm_kwargs()

@@ -1,0 +1,138 @@
+"""Recipes: one YAML file per known setup (recipes/*.yaml): which policy and PRM, and the
+step format each speaks.
+
+    recipe = load_recipe("recipes/smollm2-shepherd.yaml")
+    policy = recipe.policy()          # engine.Policy with the recipe's format
+    prm = recipe.prm()                # VLLMPRM (token PRM) or VLLMClassifierPRM (head at a step tag)
+    python -m evals.run --recipe recipes/smollm2-shepherd.yaml --dataset data/gsm8k.jsonl --strategy beam
+
+A recipe file:
+
+    name: smollm2-shepherd
+    policy:
+      model: local:smollm2-135m-instruct   # a directory, or local:NAME (evals.local_models builds it)
+      format: {sep: "\\n\\n", eos: "<|im_end|>", chat_template: true, answer_format: boxed}
+    prm:
+      kind: token                          # token: label tokens read at SEP; classifier: a 2-class head at SEP
+      model: local:shepherd-prm-standin
+      format: {sep: "ки", eos: "<|im_end|>", positive: "+", negative: "-", chat_template: false}
+    engine: {max_model_len: 2048}          # any EngineConfig field (vLLM knobs)
+    search: {max_step_tokens: 128}         # any strategies.SearchConfig field
+    dataset: arith-test                    # default --dataset
+
+Relative model paths are relative to the repository root. Every key is checked: a typo is
+an error naming the key, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from engine.format import StepFormat
+from engine.models import REPO_ROOT
+from engine.policy import EngineConfig
+
+PRM_KINDS = ("token", "classifier")
+
+
+class RecipeError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    model: str  # a directory, or local:NAME
+    format: StepFormat
+    kind: str = "token"  # PRM only
+
+    def path(self) -> Path:
+        if self.model.startswith("local:"):
+            from evals.local_models import local_model
+
+            return local_model(self.model.removeprefix("local:"))
+        path = Path(self.model).expanduser()
+        return path if path.is_absolute() else REPO_ROOT / path
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    policy_spec: ModelSpec
+    prm_spec: ModelSpec | None = None
+    engine: dict[str, Any] = field(default_factory=dict)
+    search: dict[str, Any] = field(default_factory=dict)
+    dataset: str | None = None
+
+    def engine_config(self, **overrides) -> EngineConfig:
+        return EngineConfig(**{**self.engine, **overrides})
+
+    def policy(self, config: EngineConfig | None = None, model: str | None = None):
+        from engine.policy import Policy
+
+        return Policy(model or self.policy_spec.path(), self.policy_spec.format, config or self.engine_config())
+
+    def prm(self, config: EngineConfig | None = None, model: str | None = None, backend: str = "vllm"):
+        from engine.prm import HFPRM, VLLMPRM, VLLMClassifierPRM
+
+        if self.prm_spec is None:
+            raise RecipeError(f"recipe {self.name!r} has no PRM")
+        path, fmt = model or self.prm_spec.path(), self.prm_spec.format
+        if self.prm_spec.kind == "classifier":
+            if backend != "vllm":
+                raise RecipeError("a classifier PRM is served by vLLM's pooling runner only (--prm-backend vllm)")
+            return VLLMClassifierPRM(path, fmt, config or self.engine_config())
+        return VLLMPRM(path, fmt, config or self.engine_config()) if backend == "vllm" else HFPRM(path, fmt)
+
+
+def _check_keys(where: str, given: dict, allowed) -> None:
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise RecipeError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _model_spec(where: str, raw: Any, prm: bool) -> ModelSpec:
+    if not isinstance(raw, dict) or not isinstance(raw.get("model"), str):
+        raise RecipeError(f"{where}: needs a mapping with a 'model' (a directory or local:NAME)")
+    _check_keys(where, raw, {"model", "format", "kind"} if prm else {"model", "format"})
+    fmt_raw = raw.get("format", {})
+    if not isinstance(fmt_raw, dict):
+        raise RecipeError(f"{where}.format: must be a mapping of StepFormat fields")
+    _check_keys(f"{where}.format", fmt_raw, {f.name for f in fields(StepFormat)})
+    try:
+        fmt = StepFormat(**fmt_raw)
+    except (TypeError, ValueError) as e:
+        raise RecipeError(f"{where}.format: {e}") from None
+    kind = raw.get("kind", "token")
+    if kind not in PRM_KINDS:
+        raise RecipeError(f"{where}.kind: must be one of {PRM_KINDS}, got {kind!r}")
+    return ModelSpec(raw["model"], fmt, kind)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    import yaml
+
+    from strategies.base import SearchConfig
+
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise RecipeError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: expected a mapping at the top level")
+    _check_keys(str(path), raw, {"name", "description", "policy", "prm", "engine", "search", "dataset"})
+    engine, search = raw.get("engine") or {}, raw.get("search") or {}
+    _check_keys(f"{path}: engine", engine, {f.name for f in fields(EngineConfig)})
+    _check_keys(f"{path}: search", search, {f.name for f in fields(SearchConfig)})
+    return Recipe(
+        name=str(raw.get("name", path.stem)),
+        policy_spec=_model_spec(f"{path}: policy", raw.get("policy"), prm=False),
+        prm_spec=_model_spec(f"{path}: prm", raw["prm"], prm=True) if raw.get("prm") is not None else None,
+        engine=engine,
+        search=search,
+        dataset=raw.get("dataset"),
+    )
