@@ -2,11 +2,14 @@
 
     python -m evals.prm_eval --prm models/prm --data processbench.jsonl
     python -m evals.prm_eval --prm DIR --data steps.jsonl --sep "\n\n" --positive + --negative - --prompt-template "{question}\n"
+    python -m evals.prm_eval --recipe recipes/smollm2-qwen-prm.yaml --data champ    # any recipe's PRM, CHAMP's annotations
 
---data rows are ProcessBench-style `{"problem", "steps": [...], "label": index of the first
-wrong step or -1}` or stepwise `{"question", "completions": [...], "labels": [true/false...]}`.
-Any PRM directory in this project's convention (label tokens read at each step's separator)
-is scored with the transformers reference scorer; the report adds ProcessBench's numbers:
+--data rows are any layout evals.step_data reads: stepwise `{"question", "completions",
+"labels"}`, ProcessBench `{"problem", "steps", "label": first wrong step or -1}`,
+Math-Shepherd, PRM800K; or `champ` (human first-wrong-step annotations, PyPI champ-dataset).
+A token PRM directory in this project's convention (label tokens read at each step's
+separator) is scored with the transformers reference scorer; with --recipe, the recipe's PRM
+(token or classifier) is served by vLLM. The report adds ProcessBench's numbers:
 accuracy on the paths with an error (first error found exactly), on the paths without
 one, and their harmonic mean.
 """
@@ -63,40 +66,18 @@ def prm_metrics(scores: Sequence[Sequence[float]], labels: Sequence[Sequence[boo
     }
 
 
-def load_labelled_paths(path: str) -> list[tuple[str, list[str], list[bool]]]:
-    """(question, steps, step labels) from ProcessBench-style or stepwise JSONL rows."""
-    from evals.datasets import DatasetError, read_jsonl
-
-    out = []
-    for lineno, row in read_jsonl(path):
-        where = f"{path}:{lineno}"
-        question = row.get("problem", row.get("question"))
-        steps = row.get("steps", row.get("completions"))
-        if not isinstance(question, str):
-            raise DatasetError(f"{where}: needs a string 'problem' or 'question'")
-        if not isinstance(steps, list) or not steps or not all(isinstance(x, str) for x in steps):
-            raise DatasetError(f"{where}: 'steps' (or 'completions') must be a non-empty list of strings")
-        if isinstance(row.get("label"), int) and not isinstance(row.get("label"), bool):
-            first = row["label"]
-            if not -1 <= first < len(steps):
-                raise DatasetError(f"{where}: 'label' must be -1 or a step index below {len(steps)}, got {first}")
-            labels = [first == -1 or k < first for k in range(len(steps))]
-        elif isinstance(row.get("labels"), list) and len(row["labels"]) == len(steps) and all(isinstance(x, bool) for x in row["labels"]):
-            labels = row["labels"]
-        else:
-            raise DatasetError(f"{where}: needs 'label' (first wrong step, -1 for none) or 'labels' (one true/false per step)")
-        out.append((question, steps, labels))
-    return out
-
-
 def main(argv: list[str] | None = None) -> None:
     from engine import HFPRM, Path, StepFormat
     from engine.models import ModelDirError
     from evals.datasets import DatasetError
+    from evals.recipes import RecipeError, load_recipe
+    from evals.step_data import load_step_labels
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--prm", default="models/prm", help="PRM model directory")
-    parser.add_argument("--data", required=True, help="JSONL of labelled paths (ProcessBench-style or stepwise)")
+    parser.add_argument("--prm", default=None, help="PRM model directory (default: the recipe's, else models/prm)")
+    parser.add_argument("--recipe", default=None, help="score with a recipe's PRM (its format and kind, served by vLLM)")
+    parser.add_argument("--data", required=True, help="step-labelled paths: a file in any layout evals.step_data reads, or 'champ'")
+    parser.add_argument("--limit", type=int, default=None, help="first N paths only")
     parser.add_argument("--threshold", type=float, default=0.5, help="a step is judged wrong below this P(correct)")
     parser.add_argument("--sep", default=StepFormat.sep)
     parser.add_argument("--positive", default=StepFormat.positive)
@@ -104,14 +85,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prompt-template", default=StepFormat.prompt_template)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
-    fmt = StepFormat(sep=args.sep, positive=args.positive, negative=args.negative, prompt_template=args.prompt_template)
     try:
-        rows = load_labelled_paths(args.data)
-        scorer = HFPRM(args.prm, fmt, device=args.device)
-    except (DatasetError, ModelDirError) as e:
+        rows = load_step_labels(args.data)[: args.limit]
+        if args.recipe:
+            scorer = load_recipe(args.recipe).prm(model=args.prm)
+        else:
+            fmt = StepFormat(sep=args.sep, positive=args.positive, negative=args.negative, prompt_template=args.prompt_template)
+            scorer = HFPRM(args.prm or "models/prm", fmt, device=args.device)
+    except (DatasetError, ModelDirError, RecipeError) as e:
         sys.exit(f"error: {e}")
-    scores = scorer.score([Path(q, tuple(steps)) for q, steps, _ in rows]).scores
-    print(json.dumps(prm_metrics(scores, [labels for _, _, labels in rows], args.threshold), indent=2))
+    paths = [Path(r.question, tuple(r.steps)) for r in rows]
+    fits = [len(scorer.encoder.path_ids(p.question, p.steps)[0]) <= scorer.max_len for p in paths]
+    if not all(fits):
+        print(f"skipping {fits.count(False)} of {len(paths)} paths longer than the PRM's {scorer.max_len} tokens", file=sys.stderr)
+    kept = [r for r, ok in zip(rows, fits) if ok]
+    scores = scorer.score([p for p, ok in zip(paths, fits) if ok]).scores
+    report = {**prm_metrics(scores, [r.labels for r in kept], args.threshold), "skipped_too_long": fits.count(False)}
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

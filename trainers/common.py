@@ -14,6 +14,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from engine.format import StepFormat
 from engine.models import ModelDirError
 from evals.datasets import DatasetError
+from evals.recipes import RecipeError
 
 
 @dataclass
@@ -26,6 +27,7 @@ class StepTrainingArguments(TrainingArguments):
     positive: str = field(default=StepFormat.positive, metadata={"help": "PRM label token for a correct step."})
     negative: str = field(default=StepFormat.negative, metadata={"help": "PRM label token for a wrong step."})
     prompt_template: str = field(default=StepFormat.prompt_template, metadata={"help": "Prompt template with {question}."})
+    recipe: str | None = field(default=None, metadata={"help": "A recipes/*.yaml file: its step format (the policy's, or the PRM's for trainers.prm) replaces the format options above."})
     # Defaults that differ from TrainingArguments'.
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
@@ -45,8 +47,18 @@ class StepTrainingArguments(TrainingArguments):
                 self.ddp_backend = self.ddp_backend or "gloo"
         super().__post_init__()
 
+    format_role = "policy"  # which model's format a recipe supplies: "policy" or "prm"
+
     @property
     def step_format(self) -> StepFormat:
+        if self.recipe:
+            from evals.recipes import load_recipe
+
+            recipe = load_recipe(self.recipe)
+            spec = recipe.prm_spec if self.format_role == "prm" else recipe.policy_spec
+            if spec is None:
+                raise ValueError(f"recipe {self.recipe} has no {self.format_role}")
+            return spec.format
         return StepFormat(sep=self.sep, eos=self.eos, positive=self.positive, negative=self.negative, prompt_template=self.prompt_template)
 
 
@@ -68,5 +80,5 @@ def cli(config_class, train, argv: list[str] | None = None) -> None:
     (cfg,) = HfArgumentParser(config_class).parse_args_into_dataclasses(argv)
     try:
         train(cfg)
-    except (ModelDirError, DatasetError) as e:
+    except (ModelDirError, DatasetError, RecipeError) as e:
         sys.exit(f"error: {e}")

@@ -14,7 +14,8 @@ from datasets import Dataset, Features, List, Value
 
 from engine.encoding import StepEncoder
 from evals.datasets import DatasetError as DataError  # noqa: F401  (re-exported for the trainers)
-from evals.datasets import read_jsonl
+from evals.datasets import read_jsonl, read_rows
+from evals.step_data import parse_row
 from trainers.losses import IGNORE_INDEX  # label value that the losses ignore
 
 
@@ -100,10 +101,17 @@ def check_prm_row(row: dict, where: str) -> None:
 
 
 def load_prm_jsonl(path: str | Path) -> list[dict]:
-    rows = read_jsonl(path)
-    for lineno, row in rows:
-        check_prm_row(row, f"{path}:{lineno}")
-    return [row for _, row in rows]
+    """Stepwise rows as they are; ProcessBench, Math-Shepherd and PRM800K rows (and any file
+    format evals.datasets reads) converted to stepwise by evals.step_data."""
+    out = []
+    for lineno, row in read_rows(Path(path)):
+        where = f"{path}:{lineno}"
+        if "completions" not in row:
+            parsed = parse_row(row, where)
+            row = {"question": parsed.question, "completions": parsed.steps, "labels": parsed.labels}
+        check_prm_row(row, where)
+        out.append(row)
+    return out
 
 
 def tokenize_prm(row: dict, encoder: StepEncoder) -> dict:

@@ -43,6 +43,8 @@ from trainers.losses import prm_loss
 class PRMConfig(StepTrainingArguments):
     """PRM options; every transformers TrainingArguments option is accepted too."""
 
+    format_role = "prm"  # --recipe supplies the PRM's step format
+
     init_model: str = field(default=str(DEFAULT_POLICY), metadata={"help": "HF causal-LM directory to start from (default: the shipped policy)."})
     train_file: str | None = field(default=None, metadata={"help": "Stepwise JSONL {'question'|'prompt', 'completions', 'labels'}. Default: verifier-labelled policy rollouts."})
     eval_file: str | None = field(default=None, metadata={"help": "Held-out stepwise JSONL. Default: rollouts on the arith dev split."})
