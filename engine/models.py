@@ -36,7 +36,7 @@ def token_id(tokenizer, text: str, role: str, where: str) -> int:
     if len(ids) != 1 or ids[0] == tokenizer.unk_token_id:
         raise ModelDirError(
             f"the tokenizer of {where} has no single token for the {role} {text!r} (it encodes to {ids}); "
-            "train with this step format or pass a StepFormat that matches the model"
+            "train with this step format, or pass a StepFormat (or a --recipe) that matches the model"
         )
     return ids[0]
 

@@ -3,7 +3,7 @@
     load_problems("arith-test")            # the embedded world (exact grading)
     load_problems("data/gsm8k.jsonl")      # rows {"question": ..., "answer": ...} (GSM8K "#### 42" or MATH "\\boxed{}")
     load_problems("data/math500.parquet")  # .parquet/.csv/.json or a datasets.save_to_disk directory, read with `datasets`
-    load_problems("champ")                 # CHAMP's 270 competition problems (PyPI champ-dataset)
+    load_problems("champ")                 # CHAMP's 270 competition problems (PyPI champ-dataset); "champ-numeric": the 89 with numeric answers
 
 A problem has `id`, `question`, `answer` and `grade(answer_text) -> bool`.
 """
@@ -81,15 +81,15 @@ def read_rows(path: Path) -> list[tuple[int, dict]]:
 
 
 def load_problems(spec: str) -> list[Problem]:
-    if spec == "champ":  # CHAMP's 270 competition problems (PyPI champ-dataset)
+    if spec in ("champ", "champ-numeric"):  # CHAMP's competition problems (PyPI champ-dataset)
         from evals.step_data import champ_problems
 
-        return champ_problems()
+        return champ_problems(numeric_only=spec == "champ-numeric")
     if spec in ARITH_DATASETS:
         return [Problem(p.id, p.question, str(p.answer), p.n_operands) for p in arith.load_split(ARITH_DATASETS[spec])]
     path = Path(spec)
     if not (path.is_file() and path.suffix in {".jsonl", *DATASETS_FORMATS}) and not path.is_dir():
-        raise DatasetError(f"unknown dataset {spec!r}: not one of {sorted(ARITH_DATASETS)}, champ, a .jsonl/.json/.parquet/.csv file or a saved datasets directory")
+        raise DatasetError(f"unknown dataset {spec!r}: not one of {sorted(ARITH_DATASETS)}, champ, champ-numeric, a .jsonl/.json/.parquet/.csv file or a saved datasets directory")
     problems, seen = [], set()
     for lineno, row in read_rows(path):
         question = row.get("question", row.get("problem"))

@@ -69,12 +69,12 @@ class Recipe:
         return EngineConfig(**{**self.engine, **overrides})
 
     def policy(self, config: EngineConfig | None = None, model: str | None = None):
-        from engine.policy import Policy
+        from engine import Policy
 
         return Policy(model or self.policy_spec.path(), self.policy_spec.format, config or self.engine_config())
 
     def prm(self, config: EngineConfig | None = None, model: str | None = None, backend: str = "vllm"):
-        from engine.prm import HFPRM, VLLMPRM, VLLMClassifierPRM
+        from engine import HFPRM, VLLMPRM, VLLMClassifierPRM
 
         if self.prm_spec is None:
             raise RecipeError(f"recipe {self.name!r} has no PRM")

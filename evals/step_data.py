@@ -140,9 +140,31 @@ def champ_step_labels() -> list[StepLabels]:
     return rows
 
 
-def champ_problems() -> list[Problem]:
-    """CHAMP's 270 problems with their final answers, for evals.run --dataset champ."""
-    return [Problem(pid, p.text, p.answer) for pid, p in _champ().problems.items()]
+def champ_problems(numeric_only: bool = False) -> list[Problem]:
+    """CHAMP's 270 problems, for evals.run --dataset champ (or champ-numeric).
+
+    Its answers are free-form ("C(10, 5), or equivalently 252", "2^(n-1)", "No"); where one
+    gives an equivalent or approximate form, the graded answer is the form that is a number
+    (the exact one if both are: "5/14, or approximately 35.7%" grades as 5/14).
+    numeric_only: only the problems whose answer is then a number (the reliably graded ones).
+    """
+    import re
+
+    from evals.grading import normalize, to_number
+
+    problems = []
+    for pid, p in _champ().problems.items():
+        answer = p.answer
+        alternative = re.search(r",\s*or (?:equivalently|approximately)\s+(.+)$", answer)
+        if alternative:  # keep the exact form if it is a number, else take the stated number
+            head = answer[: alternative.start()]
+            if to_number(normalize(head)) is not None:
+                answer = head
+            elif to_number(normalize(alternative.group(1))) is not None:
+                answer = alternative.group(1)
+        if not numeric_only or to_number(normalize(answer)) is not None:
+            problems.append(Problem(pid, p.text, answer))
+    return problems
 
 
 def _champ():

@@ -63,6 +63,9 @@ def test_champ_annotations_and_problems():
     problems = load_problems("champ")
     assert len(problems) == 270 and all(p.answer for p in problems)
     assert problems[0].grade("\\boxed{" + problems[0].answer + "}")
+    numeric = {p.id: p.answer for p in load_problems("champ-numeric")}
+    assert len(numeric) == 89 and numeric["P_Combinatorics_1"] == "239"
+    assert "252" in numeric.values() and "5/14" in numeric.values()  # "C(10, 5), or equivalently 252"; "5/14, or approximately 35.7%"
 
 
 def test_prm_training_from_math_shepherd_rows_with_a_recipe_format(tmp_path):
