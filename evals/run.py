@@ -265,11 +265,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {e}")
     dataset_tag = Path(args.dataset).stem if args.dataset.endswith(".jsonl") else args.dataset
     shard_tag = f"-shard{args.shard.replace('/', 'of')}" if args.shard else ""
-    out = Path(args.output or f"runs/{dataset_tag}-{'compare' if args.compare else f'{args.strategy}-n{args.n}'}{shard_tag}")
+    out = Path(args.output or f"runs/{dataset_tag}-{'compare' if args.compare else f'{args.strategy}-n{1 if args.strategy in BUDGET_FREE else args.n}'}{shard_tag}")
 
     summaries = []
     for name in names:
-        for n in [1] if args.compare and name in BUDGET_FREE else budgets:
+        for n in [1] if name in BUDGET_FREE else budgets:  # greedy and greedy_retry have no budget n
             run_dir = out / f"{name}-n{n}" if args.compare else out
             rows = run_one(problems, name, search_config(args, name, n, recipe), policy, prm, run_dir, args.batch_size)
             summary = summarize(rows)
