@@ -18,7 +18,8 @@ Both report tokens requested (the paths' lengths) vs tokens actually computed.
 
 `VLLMClassifierPRM` serves the other kind of PRM, a classification head at each step tag
 (Qwen2.5-Math-PRM), through vLLM's pooling runner; it remembers scored prefixes too, but
-computes each new path whole.
+computes each new path whole. `HFPRM(kind="classifier")` is its transformers twin, with the
+same KV reuse as for token PRMs.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Protocol, Sequence
 
 from engine.encoding import StepEncoder
 from engine.format import ARITH_FORMAT, StepFormat
-from engine.models import check_model_dir, load_tokenizer
+from engine.models import ModelDirError, check_model_dir, load_tokenizer
 from engine.policy import EngineConfig, PromptTooLongError
 from engine.types import Cost, Path, Timer
 
@@ -188,20 +189,47 @@ class VLLMClassifierPRM(PrefixCachedScorer):
         return sum(len(p) for p in prompts)
 
 
-class HFPRM(PrefixCachedScorer):
-    def __init__(self, model_dir: str | FsPath, fmt: StepFormat = ARITH_FORMAT, device: str = "cpu",
-                 kv_cache_size: int = 4096, batch_size: int = 64):
-        import torch
-        from transformers import AutoModelForCausalLM
+def classifier_head(model_dir: FsPath):
+    """The two-class head of a Qwen2.5-Math-PRM-style directory: score = Linear -> ReLU -> Linear,
+    its weights `score.0.*` and `score.2.*` found in whichever safetensors shard holds them."""
+    import torch
+    from safetensors import safe_open
 
+    weights = {}
+    for shard in sorted(model_dir.glob("*.safetensors")):
+        with safe_open(str(shard), framework="pt") as f:
+            weights.update({k.removeprefix("score."): f.get_tensor(k) for k in f.keys() if k.startswith("score.")})
+    if not {"0.weight", "2.weight"} <= set(weights):
+        raise ModelDirError(f"PRM {model_dir} has no classification head (score.0.weight, score.2.weight): not a Qwen2ForProcessRewardModel directory")
+    hidden, labels = weights["0.weight"].shape[1], weights["2.weight"].shape[0]
+    head = torch.nn.Sequential(torch.nn.Linear(hidden, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, labels))
+    head.load_state_dict({k: v.float() for k, v in weights.items()})
+    return head
+
+
+class HFPRM(PrefixCachedScorer):
+    """kind="token": a causal LM, P(correct) from its Positive/Negative logits at each SEP.
+    kind="classifier": a trunk plus a two-class head at each step tag (Qwen2.5-Math-PRM); the
+    transformers twin of VLLMClassifierPRM, and prefix-cached, which vLLM's pooling path is not."""
+
+    def __init__(self, model_dir: str | FsPath, fmt: StepFormat = ARITH_FORMAT, device: str = "cpu",
+                 kv_cache_size: int = 4096, batch_size: int = 64, kind: str = "token"):
+        import torch
+        from transformers import AutoModel, AutoModelForCausalLM
+
+        if kind not in ("token", "classifier"):
+            raise ValueError(f"kind must be 'token' or 'classifier', got {kind!r}")
         self.model_dir = check_model_dir(model_dir, "PRM")
-        tokenizer = load_tokenizer(self.model_dir, fmt, "PRM", labels=True)
-        self.model = AutoModelForCausalLM.from_pretrained(str(self.model_dir), dtype=torch.float32).to(device).eval()
+        labels = kind == "token"
+        tokenizer = load_tokenizer(self.model_dir, fmt, "PRM", labels=labels)
+        self.head = classifier_head(self.model_dir).to(device) if kind == "classifier" else None
+        model_class = AutoModelForCausalLM if labels else AutoModel  # AutoModel: the trunk, weights model.*
+        self.model = model_class.from_pretrained(str(self.model_dir), dtype=torch.float32).to(device).eval()
         self.device, self.batch_size = device, batch_size
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.kv: LRU = LRU(kv_cache_size)  # ids of a scored path (or a prompt) -> per-layer (keys, values)
         max_len = getattr(self.model.config, "max_position_embeddings", 1 << 30)
-        super().__init__(StepEncoder(tokenizer, fmt, f"PRM {self.model_dir}", labels=True), max_len)
+        super().__init__(StepEncoder(tokenizer, fmt, f"PRM {self.model_dir}", labels=labels), max_len)
 
     def _boundary(self, job: Job) -> int:
         """Length of the longest prefix of the job whose KV we hold, ending before its first unscored SEP."""
@@ -248,12 +276,14 @@ class HFPRM(PrefixCachedScorer):
                     keys[i, :, : bs[i]], values[i, :, : bs[i]] = k[0], v[0]
             cache = DynamicCache(ddp_cache_data=layers)
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, past_key_values=cache, use_cache=True)
-        pos, neg = self.encoder.positive_id, self.encoder.negative_id
-        labels = out.logits[:, :, [pos, neg]].float().cpu()
+        if self.head is None:  # token PRM: the Positive and Negative logits
+            logits = out.logits[:, :, [self.encoder.positive_id, self.encoder.negative_id]].float().cpu()
+        else:  # classifier: the head's [wrong, right] logits, as (right, wrong) for p_correct
+            logits = self.head(out.last_hidden_state.float())[:, :, [1, 0]].cpu()
         kv_layers = out.past_key_values.layers
         for i, (b, job) in enumerate(batch):
             for s in job.seps[job.first :]:
-                self.memo.put(tuple(job.ids[: s + 1]), p_correct(*labels[i, s - b].tolist()))
+                self.memo.put(tuple(job.ids[: s + 1]), p_correct(*logits[i, s - b].tolist()))
             # keep the KV of the whole scored path (children extend it) and of the prompt (siblings share it)
             for end in {len(job.ids), job.prompt_len}:
                 if end > b and tuple(job.ids[:end]) not in self.kv:

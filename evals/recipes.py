@@ -79,11 +79,11 @@ class Recipe:
         if self.prm_spec is None:
             raise RecipeError(f"recipe {self.name!r} has no PRM")
         path, fmt = model or self.prm_spec.path(), self.prm_spec.format
+        if backend == "hf":
+            return HFPRM(path, fmt, kind=self.prm_spec.kind)
         if self.prm_spec.kind == "classifier":
-            if backend != "vllm":
-                raise RecipeError("a classifier PRM is served by vLLM's pooling runner only (--prm-backend vllm)")
             return VLLMClassifierPRM(path, fmt, config or self.engine_config())
-        return VLLMPRM(path, fmt, config or self.engine_config()) if backend == "vllm" else HFPRM(path, fmt)
+        return VLLMPRM(path, fmt, config or self.engine_config())
 
 
 def _check_keys(where: str, given: dict, allowed) -> None:

@@ -10,6 +10,7 @@ import torch
 import strategies
 from engine import HFPRM, Path, StepFormat
 from engine.encoding import StepEncoder
+from engine.prm import classifier_head
 from engine.models import REPO_ROOT, ModelDirError, load_tokenizer
 from evals.datasets import Problem
 from evals.recipes import RecipeError, load_recipe
@@ -154,6 +155,15 @@ def test_qwen_classifier_prm_matches_a_hand_written_reference(qwen, qwen_prm):
         assert torch.allclose(torch.tensor(scores), ref, atol=1e-4), (scores, ref)
     # remembered: the shared first step and the scored paths cost nothing again
     assert qwen_prm.score(paths[:2]).cost.prm_tokens_computed == 0
+    # the transformers twin agrees, and computes only the new step of an extended path
+    hf = qwen.prm(backend="hf")
+    hf_scores = hf.score(paths).scores
+    assert max(abs(a - b) for xs, ys in zip(result.scores, hf_scores) for a, b in zip(xs, ys)) < 1e-4
+    longer = Path(QUESTION, paths[1].steps + ("Done.",))
+    cost = hf.score([longer]).cost
+    assert cost.prm_tokens_computed == len(enc.path_ids(longer.question, longer.steps)[0]) - len(enc.path_ids(QUESTION, paths[1].steps)[0])
+    with pytest.raises(ModelDirError, match="has no classification head"):
+        classifier_head(REPO_ROOT / "models/prm")  # a token PRM
 
 
 @pytest.mark.parametrize("recipe_name", ["smollm2-shepherd", "smollm2-qwen-prm"])
