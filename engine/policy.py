@@ -146,16 +146,13 @@ class Policy:
     def _samples(out, n: int) -> list:
         return out.outputs if len(out.outputs) == n else out.outputs * n  # greedy: the one sample, n times
 
-    def _text(self, ids: Sequence[int]) -> str:
-        return self.encoder.decode(ids)
-
     def _to_step(self, ids: Sequence[int], prompt_len: int) -> Step:
         ids = list(ids)
         if ids and ids[-1] == self.encoder.eos_id:
-            return Step(self._cut(self._text(ids[:-1])), finished=True, num_tokens=len(ids))
+            return Step(self._cut(self.encoder.decode(ids[:-1])), finished=True, num_tokens=len(ids))
         if ids and ids[-1] == self.encoder.sep_id:
-            return Step(self._cut(self._text(ids[:-1])), num_tokens=len(ids))
-        text = self._text(ids)
+            return Step(self._cut(self.encoder.decode(ids[:-1])), num_tokens=len(ids))
+        text = self.encoder.decode(ids)
         if self.fmt.sep in text:  # SEP spelled in ordinary tokens (a text SEP such as "\n\n" usually is)
             return Step(self._cut(text), num_tokens=len(ids))
         if self.fmt.eos and self.fmt.eos in text:
@@ -175,7 +172,7 @@ class Policy:
     def _to_path(self, path: Path, ids: Sequence[int]) -> Path:
         ids = list(ids)
         finished = bool(ids) and ids[-1] == self.encoder.eos_id
-        text = self._text(ids[:-1] if finished else ids)
+        text = self.encoder.decode(ids[:-1] if finished else ids)
         if self.fmt.eos and self.fmt.eos in text:  # EOS spelled in ordinary tokens
             text, finished = text[: text.index(self.fmt.eos)], True
         return Path(path.question, path.steps + tuple(self.fmt.split_steps(text)), finished)
