@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Sequence
 
 from engine.format import StepFormat
-from engine.models import ModelDirError, token_id
+from engine.models import ModelDirError, separator_ids, token_id
 
 
 class StepEncoder:
@@ -24,12 +24,13 @@ class StepEncoder:
         if fmt.chat_template and not has_template:
             raise ModelDirError(f"the step format asks for a chat template, but the tokenizer of {where} has none")
         self.chat = has_template if fmt.chat_template is None else fmt.chat_template
-        self.sep_id = token_id(tokenizer, fmt.sep, "step separator", where)
+        self.sep_ids = separator_ids(tokenizer, fmt.sep, where)  # one token, or a whitespace SEP as BPE writes it
+        self.sep_id = self.sep_ids[-1]  # a step's score is read here, at SEP's last token
         self.eos_id = token_id(tokenizer, fmt.eos, "end-of-sequence token", where)
         self.positive_id = token_id(tokenizer, fmt.positive, "Positive label", where) if labels else None
         self.negative_id = token_id(tokenizer, fmt.negative, "Negative label", where) if labels else None
         self._prompt_ids = lru_cache(maxsize=65536)(self._encode_prompt)
-        self._step_ids = lru_cache(maxsize=262144)(self._encode_step)
+        self.step_ids = lru_cache(maxsize=262144)(self._encode_step)  # a step's ids, SEP included
 
     def prompt_text(self, question: str) -> str:
         """The prompt as text: through the chat template (a user turn, the assistant's turn
@@ -47,14 +48,14 @@ class StepEncoder:
     def _encode_step(self, step: str) -> tuple[int, ...]:
         if self.fmt.sep in step:
             raise ValueError(f"step {step!r} contains the separator {self.fmt.sep!r}")
-        return tuple(self.tokenizer(step, add_special_tokens=False)["input_ids"]) + (self.sep_id,)
+        return tuple(self.tokenizer(step, add_special_tokens=False)["input_ids"]) + self.sep_ids
 
     def prompt_ids(self, question: str) -> tuple[int, ...]:
         return self._prompt_ids(question)
 
     def response_ids(self, steps: Sequence[str], finished: bool = False) -> list[int]:
         """step1 SEP ... stepK SEP [EOS]."""
-        ids = [i for step in steps for i in self._step_ids(step)]
+        ids = [i for step in steps for i in self.step_ids(step)]
         return ids + [self.eos_id] if finished else ids
 
     def path_ids(self, question: str, steps: Sequence[str], finished: bool = False) -> tuple[list[int], list[int]]:
@@ -62,7 +63,7 @@ class StepEncoder:
         ids = list(self._prompt_ids(question))
         seps = []
         for step in steps:
-            ids.extend(self._step_ids(step))
+            ids.extend(self.step_ids(step))
             seps.append(len(ids) - 1)
         if finished:
             ids.append(self.eos_id)

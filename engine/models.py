@@ -41,13 +41,33 @@ def token_id(tokenizer, text: str, role: str, where: str) -> int:
     return ids[0]
 
 
+def separator_ids(tokenizer, sep: str, where: str) -> tuple[int, ...]:
+    """SEP's token ids as they sit between two steps.
+
+    A special or added token (`<sep>`, `ки`, `<extra_0>`) is itself. A whitespace separator
+    such as "\\n\\n" is taken as the tokenizer writes it between two words: byte-level BPE
+    writes "a\\n\\nb" as a, "\\n", "\\n", b, never with its single "\\n\\n" token, so that is how
+    a model has seen (and writes) it. Any other separator must be one token.
+    """
+    ids = tokenizer(sep, add_special_tokens=False)["input_ids"]
+    if len(ids) == 1 and (sep in tokenizer.all_special_tokens or sep in tokenizer.get_added_vocab()):
+        return (ids[0],)
+    if sep.strip() == "":
+        x = tokenizer("x", add_special_tokens=False)["input_ids"]
+        probe = tokenizer("x" + sep + "x", add_special_tokens=False)["input_ids"]
+        middle = probe[len(x) : -1]
+        if probe[: len(x)] == x and tokenizer.decode(probe[-1:]) == "x" and middle and tokenizer.unk_token_id not in middle:
+            return tuple(middle)
+    return (token_id(tokenizer, sep, "step separator", where),)
+
+
 def load_tokenizer(path: str | Path, fmt: StepFormat, role: str = "model", labels: bool = False):
     """Load a tokenizer and check that it knows the step format's SEP and EOS (and labels for a PRM)."""
     from transformers import AutoTokenizer
 
     path = check_model_dir(path, role)
     tokenizer = AutoTokenizer.from_pretrained(str(path))
-    token_id(tokenizer, fmt.sep, "step separator", f"{role} {path}")
+    separator_ids(tokenizer, fmt.sep, f"{role} {path}")
     token_id(tokenizer, fmt.eos, "end-of-sequence token", f"{role} {path}")
     if labels:
         token_id(tokenizer, fmt.positive, "Positive label", f"{role} {path}")

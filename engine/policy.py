@@ -108,9 +108,10 @@ class Policy:
         temperatures = [temperature] * len(paths) if isinstance(temperature, (int, float)) else list(temperature)
         if len(temperatures) != len(paths):
             raise ValueError(f"{len(temperatures)} temperatures for {len(paths)} paths")
-        stop_ids = [self.encoder.sep_id, self.encoder.eos_id] if stop_at_sep else [self.encoder.eos_id]
-        # A SEP that is plain text ("\n\n") is usually not generated as its own token (BPE
-        # writes "\n\n" before a word as two "\n"): stop on the string too.
+        single_sep = len(self.encoder.sep_ids) == 1
+        stop_ids = [self.encoder.sep_id, self.encoder.eos_id] if stop_at_sep and single_sep else [self.encoder.eos_id]
+        # A SEP that is plain text ("\n\n") may be written in several tokens (BPE writes
+        # "\n\n" before a word as two "\n"): stop on the string.
         stop_text = [self.fmt.sep] if stop_at_sep and self.text_sep else []
         prompts, params = [], []
         for path, temperature in zip(paths, temperatures):
@@ -150,7 +151,7 @@ class Policy:
         ids = list(ids)
         if ids and ids[-1] == self.encoder.eos_id:
             return Step(self._cut(self.encoder.decode(ids[:-1])), finished=True, num_tokens=len(ids))
-        if ids and ids[-1] == self.encoder.sep_id:
+        if ids and len(self.encoder.sep_ids) == 1 and ids[-1] == self.encoder.sep_id:
             return Step(self._cut(self.encoder.decode(ids[:-1])), num_tokens=len(ids))
         text = self.encoder.decode(ids)
         if self.fmt.sep in text:  # SEP spelled in ordinary tokens (a text SEP such as "\n\n" usually is)

@@ -167,6 +167,8 @@ class VLLMClassifierPRM(PrefixCachedScorer):
 
         self.model_dir = check_model_dir(model_dir, "PRM")
         encoder = StepEncoder(load_tokenizer(self.model_dir, fmt, "PRM"), fmt, f"PRM {self.model_dir}")
+        if len(encoder.sep_ids) != 1:
+            raise ModelDirError(f"a classifier PRM's step tag must be one token; {fmt.sep!r} is {len(encoder.sep_ids)} in PRM {self.model_dir}")
         kwargs = {**(config or EngineConfig()).llm_kwargs(), "enable_prefix_caching": False}
         self.llm = LLM(model=str(self.model_dir), runner="pooling", pooler_config={"step_tag_id": encoder.sep_id}, **kwargs)
         super().__init__(encoder, self.llm.llm_engine.model_config.max_model_len)

@@ -120,10 +120,11 @@ def tokenize_prm(row: dict, encoder: StepEncoder) -> dict:
     labels[sep_k] = Positive or Negative id, IGNORE_INDEX elsewhere. trainers.losses.prm_loss
     reads logits at the same positions, without a shift.
     """
-    prompt_ids = row_prompt_ids(row, encoder)
-    ids = prompt_ids + encoder.response_ids(row["completions"])
+    ids, sep_positions = list(row_prompt_ids(row, encoder)), []
+    for step in row["completions"]:
+        ids.extend(encoder.step_ids(step))
+        sep_positions.append(len(ids) - 1)  # SEP's last token
     labels = [IGNORE_INDEX] * len(ids)
-    sep_positions = [i for i in range(len(prompt_ids), len(ids)) if ids[i] == encoder.sep_id]
     for pos, ok in zip(sep_positions, row["labels"], strict=True):
         labels[pos] = encoder.positive_id if ok else encoder.negative_id
     return {"input_ids": ids, "labels": labels}

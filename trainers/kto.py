@@ -94,7 +94,12 @@ def tokenize_unpaired(row: dict, encoder: StepEncoder) -> dict:
         prompt_ids = encoder.path_ids(row["question"], row["prefix_steps"])[0]
     else:
         prompt_ids = row_prompt_ids(row, encoder)
-    completion_ids = list(encoder.tokenizer(row["completion"], add_special_tokens=False)["input_ids"])
+    fmt, completion = encoder.fmt, row["completion"]
+    steps, finished = fmt.split_steps(completion), fmt.is_finished(completion)
+    if fmt.join_steps(steps, finished) == completion:  # in the step format: tokens exactly as a path's
+        completion_ids = encoder.response_ids(steps, finished)
+    else:
+        completion_ids = list(encoder.tokenizer(completion, add_special_tokens=False)["input_ids"])
     return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "label": row["label"]}
 
 
