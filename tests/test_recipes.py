@@ -83,6 +83,11 @@ def test_chat_template_is_applied_when_the_tokenizer_has_one(smol_policy):
     ids, seps = enc.path_ids("What is 3+4?", ["3+4=7", "\\boxed{7}"], finished=True)
     assert enc.decode(ids) == text + "3+4=7\n\n\\boxed{7}\n\n<|im_end|>"
     assert ids.count(enc.tokenizer.bos_token_id) == 3  # <|im_start|> once per turn (system, user, assistant), no extra BOS
+    # "\n\n" between steps is two "\n" tokens, as the tokenizer writes a blank line before a word
+    newline = enc.tokenizer("\n", add_special_tokens=False)["input_ids"]
+    assert enc.sep_ids == tuple(newline * 2)
+    joined = enc.tokenizer(text + "3+4=7\n\n\\boxed{7}\n\nx", add_special_tokens=False)["input_ids"]
+    assert enc.path_ids("What is 3+4?", ["3+4=7", "\\boxed{7}"])[0] + enc.tokenizer("x", add_special_tokens=False)["input_ids"] == joined
     # the shipped arith tokenizer has no template: the plain prompt; asking for one is an error
     arith = StepEncoder(load_tokenizer(REPO_ROOT / "models/policy", StepFormat()), StepFormat())
     assert arith.prompt_text("3+4") == "3+4="
