@@ -118,6 +118,31 @@ def test_text_separator_policy_stops_at_blank_lines(smol_policy):
         assert path.steps and all("\n\n" not in s for s in path.steps)
 
 
+def stepwise_greedy(policy, roots: list, max_steps: int = 3) -> list:
+    paths = list(roots)
+    for _ in range(max_steps):
+        open_ = [i for i, p in enumerate(paths) if not p.finished]
+        if not open_:
+            break
+        out = policy.propose([paths[i] for i in open_], 1, temperature=0.0, max_step_tokens=200)
+        for i, steps in zip(open_, out.steps):
+            paths[i] = paths[i].extend(steps[0])
+    return paths
+
+
+def test_stepwise_greedy_reproduces_a_greedy_rollout(smol_policy):
+    """Each step re-encoded into the prompt must read back as the model wrote it: with "\n\n"
+    as its lone token instead of two "\n", the second step already differs on every problem."""
+    from evals.datasets import load_problems
+
+    roots = [Path(p.question) for p in load_problems("champ-numeric")[:12]]
+    rollouts = [ps[0] for ps in smol_policy.complete(roots, 1, temperature=0.0, max_tokens=400).paths]
+    stepwise = stepwise_greedy(smol_policy, roots, max_steps=2)
+    agree = sum(a.steps[:2] == b.steps[:2] for a, b in zip(stepwise, rollouts) if len(b.steps) >= 2)
+    print(f"stepwise greedy agrees with the rollout on the first two steps: {agree} of {len(roots)}")
+    assert agree >= 10
+
+
 def test_shepherd_token_prm_matches_the_transformers_reference(smol_policy, shepherd, shepherd_prm):
     paths = [p for ps in smol_policy.complete([Path(QUESTION), Path("What is 12*3+5?")], n=2, temperature=1.0, max_tokens=200).paths for p in ps]
     paths += [Path(QUESTION, ("First, 48/2 = 24.", "Then 48+24 = 72.", "\\boxed{72}"))]
