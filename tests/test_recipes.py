@@ -225,3 +225,29 @@ def test_evals_run_with_a_recipe(tmp_path):
     row = json.loads((out / "results.jsonl").read_text().splitlines()[0])
     assert row["reference"] == "3+4=7\n#### 7" and isinstance(row["correct"], bool) and row["steps"]
     assert row["correct"] == Problem("x", "", row["reference"]).grade(row["answer"])
+
+
+def test_step_sft_fine_tunes_the_chat_policy_in_the_recipes_format(tmp_path, shepherd):
+    """trainers.step_sft --recipe: the chat template as prompt, loss on step1 SEP step2 SEP EOS only."""
+    import json
+
+    from trainers.data import tokenize_sft
+    from trainers.step_sft import StepSFTConfig, train
+
+    row = {"question": "What is 3+4?", "steps": ["3+4 = 7.", "The answer is \\boxed{7}."]}
+    cfg = StepSFTConfig(output_dir=str(tmp_path / "out"), recipe=str(RECIPES / "smollm2-shepherd.yaml"),
+                        init_model=str(shepherd.policy_spec.path()), max_steps=1, per_device_train_batch_size=1,
+                        learning_rate=1e-6, report_to=[], save_strategy="no")
+    fmt = cfg.step_format
+    assert fmt == shepherd.policy_spec.format
+    enc = StepEncoder(load_tokenizer(shepherd.policy_spec.path(), fmt), fmt)
+    ex = tokenize_sft(row, enc)
+    n_prompt = len(enc.prompt_ids(row["question"]))
+    assert enc.decode(ex["input_ids"][:n_prompt]) == enc.prompt_text(row["question"])
+    assert ex["labels"][:n_prompt] == [-100] * n_prompt
+    assert enc.decode(ex["labels"][n_prompt:]) == "3+4 = 7.\n\nThe answer is \\boxed{7}.\n\n<|im_end|>"
+    data = tmp_path / "sft.jsonl"
+    data.write_text(json.dumps(row) + "\n")
+    cfg.train_file = str(data)
+    trainer = train(cfg)
+    assert trainer.state.global_step == 1 and (tmp_path / "out" / "model.safetensors").is_file()
