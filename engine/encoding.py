@@ -19,7 +19,6 @@ class StepEncoder:
     def __init__(self, tokenizer, fmt: StepFormat, where: str = "model", labels: bool = False):
         self.tokenizer = tokenizer
         self.fmt = fmt
-        self.where = where
         has_template = bool(getattr(tokenizer, "chat_template", None))
         if fmt.chat_template and not has_template:
             raise ModelDirError(f"the step format asks for a chat template, but the tokenizer of {where} has none")

@@ -37,6 +37,9 @@ from engine.policy import EngineConfig, PromptTooLongError
 from engine.types import Cost, Path, Timer
 
 
+PRM_KINDS = ("token", "classifier")  # label tokens read at SEP by the LM head; a two-class head at SEP
+
+
 @dataclass
 class Scores:
     scores: list[list[float]]  # P(correct) of every step of every path
@@ -77,12 +80,16 @@ class Job:
     prompt_len: int
 
 
-def p_correct(positive_logit: float, negative_logit: float) -> float:
-    """Softmax over {Positive, Negative}, taking the Positive side."""
-    p = 1.0 / (1.0 + math.exp(min(negative_logit - positive_logit, 700.0)))
+def checked(p: float) -> float:
+    """A score, refused if NaN."""
     if math.isnan(p):
         raise ValueError("the PRM produced a NaN score (NaN logits: broken weights or inputs?)")
     return p
+
+
+def p_correct(positive_logit: float, negative_logit: float) -> float:
+    """Softmax over {Positive, Negative}, taking the Positive side."""
+    return checked(1.0 / (1.0 + math.exp(min(negative_logit - positive_logit, 700.0))))
 
 
 class PrefixCachedScorer:
@@ -184,10 +191,7 @@ class VLLMClassifierPRM(PrefixCachedScorer):
                 raise ValueError(f"the PRM returned {tuple(probs.shape)} scores for {len(job.seps)} step tags "
                                  f"(does the question contain the tag {self.encoder.fmt.sep!r}?)")
             for k in range(job.first, len(job.seps)):
-                p = float(probs[k, 1])
-                if math.isnan(p):
-                    raise ValueError("the PRM produced a NaN score (NaN logits: broken weights or inputs?)")
-                self.memo.put(tuple(job.ids[: job.seps[k] + 1]), p)
+                self.memo.put(tuple(job.ids[: job.seps[k] + 1]), checked(float(probs[k, 1])))
         return sum(len(p) for p in prompts)
 
 
@@ -219,8 +223,8 @@ class HFPRM(PrefixCachedScorer):
         import torch
         from transformers import AutoModel, AutoModelForCausalLM
 
-        if kind not in ("token", "classifier"):
-            raise ValueError(f"kind must be 'token' or 'classifier', got {kind!r}")
+        if kind not in PRM_KINDS:
+            raise ValueError(f"kind must be one of {PRM_KINDS}, got {kind!r}")
         self.model_dir = check_model_dir(model_dir, "PRM")
         labels = kind == "token"
         tokenizer = load_tokenizer(self.model_dir, fmt, "PRM", labels=labels)

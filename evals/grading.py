@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-from engine.format import last_boxed  # noqa: F401  (re-exported: graders use it)
+from engine.format import last_boxed
 
 
 def extract_answer(text: str | None) -> str | None:

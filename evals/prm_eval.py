@@ -68,7 +68,7 @@ def prm_metrics(scores: Sequence[Sequence[float]], labels: Sequence[Sequence[boo
 
 def main(argv: list[str] | None = None) -> None:
     from engine import HFPRM, Path, StepFormat
-    from engine.models import ModelDirError
+    from engine.models import DEFAULT_PRM, ModelDirError
     from evals.datasets import DatasetError
     from evals.recipes import RecipeError, load_recipe
     from evals.step_data import load_step_labels
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
             scorer = load_recipe(args.recipe).prm(model=args.prm)
         else:
             fmt = StepFormat(sep=args.sep, positive=args.positive, negative=args.negative, prompt_template=args.prompt_template)
-            scorer = HFPRM(args.prm or "models/prm", fmt, device=args.device)
+            scorer = HFPRM(args.prm or DEFAULT_PRM, fmt, device=args.device)
     except (DatasetError, ModelDirError, RecipeError) as e:
         sys.exit(f"error: {e}")
     paths = [Path(r.question, tuple(r.steps)) for r in rows]

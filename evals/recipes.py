@@ -33,8 +33,7 @@ from typing import Any
 from engine.format import StepFormat
 from engine.models import REPO_ROOT
 from engine.policy import EngineConfig
-
-PRM_KINDS = ("token", "classifier")
+from engine.prm import PRM_KINDS
 
 
 class RecipeError(ValueError):

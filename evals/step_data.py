@@ -21,10 +21,13 @@ blank-line paragraphs; the wrong step is the paragraph where the span starts.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from evals.datasets import DatasetError, Problem, read_rows
+from evals.grading import normalize, to_number
 
 SHEPHERD_TAG = "ки"
 
@@ -148,10 +151,6 @@ def champ_problems(numeric_only: bool = False) -> list[Problem]:
     (the exact one if both are: "5/14, or approximately 35.7%" grades as 5/14).
     numeric_only: only the problems whose answer is then a number (the reliably graded ones).
     """
-    import re
-
-    from evals.grading import normalize, to_number
-
     problems = []
     for pid, p in _champ().problems.items():
         answer = p.answer
@@ -167,7 +166,8 @@ def champ_problems(numeric_only: bool = False) -> list[Problem]:
     return problems
 
 
-def _champ():
+@lru_cache(maxsize=1)
+def _champ():  # the 72 MB JSON, read once
     try:
         import champ_dataset
     except ImportError:

@@ -51,13 +51,18 @@ class StepTrainingArguments(TrainingArguments):
 
     @property
     def step_format(self) -> StepFormat:
+        """The format of the model this trainer trains."""
+        return self.format_of(self.format_role)
+
+    def format_of(self, role: str) -> StepFormat:
+        """The recipe's policy or PRM format; without a recipe, the format options (one for both)."""
         if self.recipe:
             from evals.recipes import load_recipe
 
             recipe = load_recipe(self.recipe)
-            spec = recipe.prm_spec if self.format_role == "prm" else recipe.policy_spec
+            spec = recipe.prm_spec if role == "prm" else recipe.policy_spec
             if spec is None:
-                raise ValueError(f"recipe {self.recipe} has no {self.format_role}")
+                raise RecipeError(f"recipe {self.recipe} has no {role}")
             return spec.format
         return StepFormat(sep=self.sep, eos=self.eos, positive=self.positive, negative=self.negative, prompt_template=self.prompt_template)
 

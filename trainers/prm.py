@@ -90,7 +90,7 @@ def default_rollouts(cfg: PRMConfig) -> tuple[FsPath, FsPath]:
     from engine.policy import Policy
 
     problems = arith.fresh_problems(cfg.rollout_problems, seed=cfg.seed + 7, n_operands=(2, 6))
-    policy = Policy(cfg.policy, cfg.step_format)
+    policy = Policy(cfg.policy, cfg.format_of("policy"))  # the rollouts are the policy's, in its format
     train_rows = rollout_rows(policy, problems, cfg.rollouts_per_problem, cfg.rollout_temperature, references=True)
     eval_rows = rollout_rows(policy, arith.load_split("dev")[: cfg.eval_problems], cfg.rollouts_per_problem, cfg.rollout_temperature, references=False)
     del policy
