@@ -33,6 +33,10 @@ class EngineConfig:
     gpu_memory_utilization: float | None = None  # None: vLLM's default (on CPU use VLLM_CPU_KVCACHE_SPACE)
     tensor_parallel_size: int = 1
     seed: int = 0
+    # Seed each request from the seed the caller gives it (strategies derive one from the problem
+    # and its own search state), so a problem's samples do not depend on which other requests
+    # share the batch. Off: the engine's one random stream serves the whole batch in order.
+    request_seeds: bool = True
     extra: dict[str, Any] = field(default_factory=dict)  # any other vllm.LLM argument
 
     def llm_kwargs(self) -> dict[str, Any]:
@@ -66,6 +70,16 @@ class Completions:
     cost: Cost
 
 
+def per_path(value, paths: Sequence, name: str) -> list:
+    """One value for every path, or a sequence of one per path (checked)."""
+    if isinstance(value, (int, float)):
+        return [value] * len(paths)
+    values = list(value)
+    if len(values) != len(paths):
+        raise ValueError(f"{len(values)} values of {name} for {len(paths)} paths")
+    return values
+
+
 class Policy:
     def __init__(self, model_dir: str | FsPath, fmt: StepFormat = ARITH_FORMAT, config: EngineConfig | None = None):
         from vllm import LLM
@@ -81,40 +95,44 @@ class Policy:
 
     # -- the two services -------------------------------------------------------------
 
-    def propose(self, paths: Sequence[Path], n: int, *, temperature: float | Sequence[float] = 0.8, top_p: float = 1.0, max_step_tokens: int = 64) -> Proposals:
+    def propose(self, paths: Sequence[Path], n: int | Sequence[int], *, temperature: float | Sequence[float] = 0.8, top_p: float = 1.0,
+                max_step_tokens: int = 64, seeds: Sequence[int] | None = None) -> Proposals:
         """n candidate next steps for every path, from one generate call. Each ends in SEP or EOS.
 
-        temperature may be one value or one per path (0 = greedy).
+        n and temperature may be one value or one per path (temperature 0 = greedy). seeds, one
+        per path, seed each request's sampling (see EngineConfig.request_seeds).
         """
-        outputs, cost = self._generate(paths, n, temperature, top_p, max_step_tokens, stop_at_sep=True)
+        ns = per_path(n, paths, "n")
+        outputs, cost = self._generate(paths, ns, temperature, top_p, max_step_tokens, seeds, stop_at_sep=True)
         return Proposals(
-            [[self._to_step(o.token_ids, len(out.prompt_token_ids)) for o in self._samples(out, n)] for out in outputs], cost
+            [[self._to_step(o.token_ids, len(out.prompt_token_ids)) for o in self._samples(out, k)] for out, k in zip(outputs, ns)], cost
         )
 
-    def complete(self, paths: Sequence[Path], n: int, *, temperature: float = 0.8, top_p: float = 1.0, max_tokens: int = 512) -> Completions:
+    def complete(self, paths: Sequence[Path], n: int | Sequence[int], *, temperature: float | Sequence[float] = 0.8, top_p: float = 1.0,
+                 max_tokens: int = 512, seeds: Sequence[int] | None = None) -> Completions:
         """n rollouts of every path to EOS (or max_tokens), from one generate call."""
-        outputs, cost = self._generate(paths, n, temperature, top_p, max_tokens, stop_at_sep=False)
-        return Completions([[self._to_path(p, o.token_ids) for o in self._samples(out, n)] for p, out in zip(paths, outputs)], cost)
+        ns = per_path(n, paths, "n")
+        outputs, cost = self._generate(paths, ns, temperature, top_p, max_tokens, seeds, stop_at_sep=False)
+        return Completions([[self._to_path(p, o.token_ids) for o in self._samples(out, k)] for p, out, k in zip(paths, outputs, ns)], cost)
 
     # -- internals --------------------------------------------------------------------
 
-    def _generate(self, paths, n, temperature, top_p, max_tokens, stop_at_sep: bool):
+    def _generate(self, paths, ns: list[int], temperature, top_p, max_tokens, seeds, stop_at_sep: bool):
         from vllm import SamplingParams, TokensPrompt
 
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
+        if any(n < 1 for n in ns):
+            raise ValueError(f"n must be >= 1, got {min(ns)}")
         if any(p.finished for p in paths):
             raise ValueError("cannot extend a finished path (it already ended with EOS)")
-        temperatures = [temperature] * len(paths) if isinstance(temperature, (int, float)) else list(temperature)
-        if len(temperatures) != len(paths):
-            raise ValueError(f"{len(temperatures)} temperatures for {len(paths)} paths")
+        temperatures = per_path(temperature, paths, "temperature")
+        seeds = per_path(seeds, paths, "seed") if seeds is not None and self.config.request_seeds else [None] * len(paths)
         single_sep = len(self.encoder.sep_ids) == 1
         stop_ids = [self.encoder.sep_id, self.encoder.eos_id] if stop_at_sep and single_sep else [self.encoder.eos_id]
         # A SEP that is plain text ("\n\n") may be written in several tokens (BPE writes
         # "\n\n" before a word as two "\n"): stop on the string.
         stop_text = [self.fmt.sep] if stop_at_sep and self.text_sep else []
         prompts, params = [], []
-        for path, temperature in zip(paths, temperatures):
+        for path, n, temperature, seed in zip(paths, ns, temperatures, seeds):
             ids, _ = self.encoder.path_ids(path.question, path.steps)
             room = self.max_model_len - len(ids)
             if room <= 0:
@@ -126,7 +144,7 @@ class Policy:
             params.append(
                 SamplingParams(
                     n=1 if temperature == 0 else n,  # greedy: one sample, copied n times (vLLM refuses n > 1)
-                    temperature=temperature, top_p=top_p, max_tokens=min(max_tokens, room),
+                    temperature=temperature, top_p=top_p, max_tokens=min(max_tokens, room), seed=seed,
                     stop_token_ids=stop_ids, stop=stop_text, include_stop_str_in_output=True,
                     skip_special_tokens=False, detokenize=bool(stop_text),
                 )

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from evals.grading import answers_match
+from engine.answers import answers_match
 from evals.tasks import arith
 
 ARITH_DATASETS = {f"arith-{split}": split for split in ("train", "dev", "test")}

@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--selection", default="weighted", choices=["prm", "weighted", "majority"], help="best_of_n/dvts answer selection")
     parser.add_argument("--threshold", type=float, default=0.5, help="greedy_retry acceptance threshold")
     parser.add_argument("--mcts-iterations", type=int, default=24)
-    parser.add_argument("--seed", type=int, default=0, help="vLLM engine seed")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the search (each problem's requests, see strategies.base) and the vLLM engine")
     parser.add_argument("--recipe", default=None, help="a recipes/*.yaml setup: models, step formats, engine and search settings (default: the embedded world)")
     parser.add_argument("--policy", default=None, help=f"policy model directory (default: the recipe's, else {DEFAULT_POLICY.relative_to(DEFAULT_POLICY.parents[1])})")
     parser.add_argument("--prm", default=None, help=f"PRM model directory (default: the recipe's, else {DEFAULT_PRM.relative_to(DEFAULT_PRM.parents[1])})")
@@ -106,7 +106,7 @@ def search_config(args: argparse.Namespace, name: str, n: int, recipe=None):
     return SearchConfig(
         **(recipe.search if recipe else {}),
         n=n, beam_width=min(args.beam_width, n), temperature=args.temperature, aggregation=args.aggregation,
-        selection=args.selection, threshold=args.threshold, mcts_iterations=iterations,
+        selection=args.selection, threshold=args.threshold, mcts_iterations=iterations, seed=args.seed,
     )
 
 

@@ -27,7 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from evals.datasets import DatasetError, Problem, read_rows
-from evals.grading import normalize, to_number
+from engine.answers import normalize, to_number
 
 SHEPHERD_TAG = "ки"
 

@@ -9,6 +9,6 @@
 """
 
 from strategies import beam, best_of_n, dvts, greedy_retry, mcts  # noqa: F401  (registers them)
-from strategies.base import STRATEGIES, Candidate, SearchConfig, SearchResult, Strategy, aggregate, get_strategy
+from strategies.base import STRATEGIES, Candidate, SearchConfig, SearchResult, Strategy, aggregate, get_strategy, select
 
-__all__ = ["STRATEGIES", "Candidate", "SearchConfig", "SearchResult", "Strategy", "aggregate", "get_strategy"]
+__all__ = ["STRATEGIES", "Candidate", "SearchConfig", "SearchResult", "Strategy", "aggregate", "get_strategy", "select"]

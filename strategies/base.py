@@ -1,17 +1,26 @@
-"""What every strategy shares: the config, the result, the registry, and the two services.
+"""What every strategy shares: the config, the result, the registry, the two services, and
+how an answer is chosen among candidates.
 
 A strategy is written against a Policy and a PRM only (never vLLM or torch). It searches
 a batch of problems together: each search step is ONE `propose` (or `complete`) call and
 ONE `score` call over the open paths of all problems, made through `Services`, which also
 books each call's cost to the problems that took part in it.
+
+Batch invariance: a problem's result depends on the problem, the models, the config and
+`config.seed`, never on the other problems in its batch. Each strategy runs every problem's
+search on that problem's state alone, and `Services` gives every policy request a seed made
+from (config.seed, the question, how many requests this problem has made so far), which the
+policy uses to seed that request's sampling.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
+from engine.answers import answer_key
 from engine.prm import PRM, check_compatible
 from engine.types import Cost, Path
 
@@ -22,18 +31,19 @@ class SearchConfig:
 
     n: int = 8  # budget: candidates per search step (beam, dvts) or rollouts (best_of_n)
     beam_width: int = 4  # M: beam keeps n/M paths and expands each by M; dvts runs n/M subtrees
+    seed: int = 0  # with the question, seeds every policy request of a problem
     temperature: float = 0.8
     top_p: float = 1.0
     max_step_tokens: int = 64
     max_steps: int = 24  # depth limit of a path
     max_tokens: int = 512  # rollout length (best_of_n, mcts rollouts)
     aggregation: str = "last"  # how a path's step scores become one number: last, min, prod, mean
-    selection: str = "weighted"  # best_of_n: prm (best path), weighted (PRM-weighted majority), majority (no PRM)
+    selection: str = "weighted"  # best_of_n, beam, dvts: prm (best path), weighted (PRM-weighted vote), majority (plain vote)
     threshold: float = 0.5  # greedy_retry: accept a step when P(correct) >= threshold
     max_retries_per_step: int = 4  # greedy_retry
     max_retries_per_problem: int = 16  # greedy_retry
     greedy_first: bool = True  # greedy_retry: the first try at each position is greedy, retries are sampled
-    mcts_iterations: int = 24  # mcts: policy calls per problem
+    mcts_iterations: int = 24  # mcts: expansions (policy calls) per problem
     mcts_expand: int = 4  # mcts: children per expansion
     c_puct: float = 1.0  # mcts exploration constant
     mcts_rollout: bool = False  # mcts: value = PRM on a rollout to EOS instead of the new step's score
@@ -48,6 +58,10 @@ class Candidate:
 
     def value(self, how: str) -> float:
         return aggregate(self.scores, how)
+
+    @property
+    def finished(self) -> bool:
+        return self.path.finished
 
 
 @dataclass
@@ -93,6 +107,12 @@ class Strategy(Protocol):
     def search(self, problems: Sequence[Any], policy, prm: PRM | None, config: SearchConfig) -> list[SearchResult]: ...
 
 
+def request_seed(seed: int, question: str, k: int) -> int:
+    """The seed of a problem's k-th policy request: a stable hash, the same in every process."""
+    digest = hashlib.blake2b(f"{seed}\0{k}\0{question}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & 0x7FFFFFFF
+
+
 class Services:
     """The policy and the PRM, called once per search step for all problems, with cost books."""
 
@@ -102,33 +122,47 @@ class Services:
         self.problems = list(problems)
         self.policy, self.prm, self.config = policy, prm, config
         self.costs = [Cost() for _ in self.problems]
+        self.requests = [0] * len(self.problems)  # policy requests made so far, per problem: their seeds
 
     def root(self, i: int) -> Path:
         return Path(self.problems[i].question)
 
-    def expand(self, items: Sequence[tuple[int, Path]], n: int, temperatures: Sequence[float] | None = None) -> list[list[Candidate]]:
+    def expand(self, items: Sequence[tuple[int, Path]], n: int | Sequence[int], temperatures: Sequence[float] | None = None) -> list[list[Candidate]]:
         """n scored children of each (problem index, path): one propose call, one score call.
 
-        temperatures: one per item (default: the config's for all)."""
+        n: one count for all items or one per item; temperatures: one per item (default: the config's)."""
         if not items:
             return []
         cfg = self.config
         temperature = cfg.temperature if temperatures is None else list(temperatures)
-        out = self.policy.propose([p for _, p in items], n, temperature=temperature, top_p=cfg.top_p, max_step_tokens=cfg.max_step_tokens)
+        out = self.policy.propose([p for _, p in items], n, temperature=temperature, top_p=cfg.top_p, max_step_tokens=cfg.max_step_tokens,
+                                  seeds=self._seeds(items))
         self._book(out.cost, [i for i, _ in items])
         children = [[path.extend(step) for step in steps] for (_, path), steps in zip(items, out.steps)]
         return self._scored(items, children)
 
-    def rollout(self, items: Sequence[tuple[int, Path]], n: int, score: bool = True) -> list[list[Candidate]]:
+    def rollout(self, items: Sequence[tuple[int, Path]], n: int, score: bool = True, temperature: float | None = None) -> list[list[Candidate]]:
         """n scored rollouts to EOS of each (problem index, path): one complete call, one score call."""
         if not items:
             return []
         cfg = self.config
-        out = self.policy.complete([p for _, p in items], n, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens)
+        out = self.policy.complete([p for _, p in items], n, temperature=cfg.temperature if temperature is None else temperature,
+                                   top_p=cfg.top_p, max_tokens=cfg.max_tokens, seeds=self._seeds(items))
         self._book(out.cost, [i for i, _ in items])
         if not score:
             return [[Candidate(p, []) for p in paths] for paths in out.paths]
         return self._scored(items, out.paths)
+
+    def answer_key(self, path: Path) -> str | None:
+        """What votes compare: the path's final answer up to equivalence (engine.answers.answer_key)."""
+        return answer_key(self.policy.fmt.extract_answer(path.steps))
+
+    def _seeds(self, items: Sequence[tuple[int, Path]]) -> list[int]:
+        seeds = []
+        for i, _ in items:
+            seeds.append(request_seed(self.config.seed, self.problems[i].question, self.requests[i]))
+            self.requests[i] += 1
+        return seeds
 
     def _scored(self, items, children: list[list[Path]]) -> list[list[Candidate]]:
         flat = [c for cs in children for c in cs]
@@ -160,6 +194,56 @@ class Services:
         )
 
 
+SELECTIONS = ("prm", "weighted", "majority")
+
+
+def select(candidates: Sequence[Candidate], selection: str, aggregation: str, key: Callable[[Path], str | None]) -> Candidate | None:
+    """The answer among candidates.
+
+    Only finished candidates compete (an unfinished one's last step is not an answer), unless
+    none finished. selection:
+      prm       the best aggregated PRM score;
+      weighted  each answer (grouped by key: equivalent answers are one) gets the sum of its
+                candidates' scores; the winner's best-scored candidate;
+      majority  each answer gets one vote per candidate; the winner's first candidate.
+    Candidates whose key is None (no answer) do not vote. Ties go to the answer (or the
+    candidate) seen first, so the choice depends only on the candidates' order.
+    """
+    if selection not in SELECTIONS:
+        raise ValueError(f"unknown selection {selection!r}; choose from {SELECTIONS}")
+    pool = [c for c in candidates if c.finished] or list(candidates)
+    if not pool:
+        return None
+    value = lambda c: c.value(aggregation)  # noqa: E731
+    if selection == "prm":
+        return max(pool, key=value)  # max keeps the first of equals
+    keys = [key(c.path) for c in pool]
+    votes: dict[str, float] = {}
+    for c, k in zip(pool, keys):
+        if k is not None:
+            votes[k] = votes.get(k, 0.0) + (value(c) if selection == "weighted" else 1.0)
+    if not votes:
+        return max(pool, key=value) if selection == "weighted" else pool[0]
+    winner = max(votes, key=votes.get)
+    with_winner = [c for c, k in zip(pool, keys) if k == winner]
+    return max(with_winner, key=value) if selection == "weighted" else with_winner[0]
+
+
+def spread(total: int, parts: int) -> list[int]:
+    """total split over parts as evenly as possible, the larger shares first: spread(10, 4) = [3, 3, 2, 2]."""
+    return [total // parts + (1 if j < total % parts else 0) for j in range(parts)]
+
+
+def best(candidates: Sequence[Candidate], aggregation: str) -> Candidate:
+    """The best-scored candidate by aggregation, the first of equals."""
+    return max(candidates, key=lambda c: c.value(aggregation))
+
+
+def ranked(candidates: Sequence[Candidate], aggregation: str) -> list[Candidate]:
+    """Best aggregated score first; equals keep their order."""
+    return sorted(candidates, key=lambda c: c.value(aggregation), reverse=True)
+
+
 STRATEGIES: dict[str, Strategy] = {}
 
 
@@ -175,8 +259,14 @@ def get_strategy(name: str) -> Strategy:
 
 
 def unique(candidates: Sequence[Candidate]) -> list[Candidate]:
-    """Candidates with distinct paths (sampling often repeats a step), first seen kept."""
-    return list({(c.path.steps, c.path.finished): c for c in reversed(candidates)}.values())[::-1]
+    """Candidates with distinct paths (sampling often repeats a step), first seen kept, in order."""
+    seen: set = set()
+    out = []
+    for c in candidates:
+        if (c.path.steps, c.path.finished) not in seen:
+            seen.add((c.path.steps, c.path.finished))
+            out.append(c)
+    return out
 
 
 def is_open(path: Path, config: SearchConfig) -> bool:

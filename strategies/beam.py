@@ -1,17 +1,22 @@
-"""Beam search with a PRM: keep the n/M best paths, expand each by M candidate steps.
+"""Beam search with a PRM (search-and-learn's algorithm): n proposals per round, keep the n/M best.
 
-Every round proposes M next steps for each of the n/M live paths of every problem (n
-candidates per problem, the first round included: the beam starts as n/M copies of the root; one propose call and one score call for all problems), scores
-them, and keeps the n/M best unfinished candidates by the aggregated PRM score. Finished
-candidates leave the beam and are kept; the answer is the best finished path (or the
-best live one if none finished within max_steps).
+Each problem spends n step proposals per round. The first round proposes n next steps of
+the question; every round after, the live beam (at most n/M paths, M = beam_width) is
+topped back up to n proposals: each of its k paths proposes n/k next steps (the first n % k
+one more), so merged duplicates and paths that finished do not shrink the budget. New
+candidates are scored by the PRM; finished ones (EOS) leave the beam and are kept; identical
+live paths are merged (first kept); the n/M best live ones by the aggregated score form the
+next beam. A problem stops when n of its paths have finished, when its beam is empty, or when
+its paths reach max_steps. The answer is chosen with `selection` (base.select) among the n
+best-scored finished paths; depth-capped paths compete only if none finished. All problems'
+proposals go in one propose call and one score call per round.
 """
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-from strategies.base import Candidate, SearchConfig, SearchResult, Services, is_open, register, unique
+from strategies.base import Candidate, SearchConfig, SearchResult, Services, is_open, ranked, register, select, spread, unique
 
 
 def beam_size(config: SearchConfig) -> int:
@@ -26,22 +31,30 @@ class BeamSearch:
     def search(self, problems: Sequence[Any], policy, prm, config: SearchConfig) -> list[SearchResult]:
         services = Services(problems, policy, prm, config)
         keep = beam_size(config)
-        beams = [[Candidate(services.root(i), [])] * keep for i in range(len(problems))]  # n/M copies: the first round samples n too
+        beams = [[Candidate(services.root(i), [])] for i in range(len(problems))]
         finished: list[list[Candidate]] = [[] for _ in problems]
+        capped: list[list[Candidate]] = [[] for _ in problems]  # reached max_steps unfinished
 
-        while any(beams):
-            items = [(i, c.path) for i, beam in enumerate(beams) for c in beam]
-            children = services.expand(items, n=config.beam_width)
+        while True:
+            items, counts = [], []
+            for i, beam in enumerate(beams):
+                if len(finished[i]) >= config.n:
+                    beam.clear()
+                for c, k in zip(beam, spread(config.n, len(beam))):
+                    items.append((i, c.path))
+                    counts.append(k)
+            if not items:
+                break
             pool: list[list[Candidate]] = [[] for _ in problems]
-            for (i, _), kids in zip(items, children):
+            for (i, _), kids in zip(items, services.expand(items, counts)):
                 for kid in kids:
-                    (pool[i] if is_open(kid.path, config) else finished[i]).append(kid)
-            beams = [sorted(unique(p), key=lambda c: c.value(config.aggregation), reverse=True)[:keep] for p in pool]
+                    (finished[i] if kid.finished else pool[i] if is_open(kid.path, config) else capped[i]).append(kid)
+            beams = [ranked(unique(p), config.aggregation)[:keep] for p in pool]
 
         results = []
         for i in range(len(problems)):
-            ranked = sorted(finished[i], key=lambda c: (c.path.finished, c.value(config.aggregation)), reverse=True)
-            results.append(services.result(i, ranked[0] if ranked else None, ranked))
+            final = ranked(finished[i], config.aggregation)[: config.n] or ranked(capped[i], config.aggregation)
+            results.append(services.result(i, select(final, config.selection, config.aggregation, services.answer_key), final))
         return results
 
 

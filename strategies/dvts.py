@@ -1,19 +1,31 @@
-"""Diverse verifier tree search (DVTS): n/M independent subtrees, each searched greedily by the PRM.
+"""Diverse verifier tree search (DVTS, search-and-learn): n/M independent subtrees, each
+searched greedily by the PRM, whose final candidates all vote.
 
-Each problem starts n/M subtrees from the root. Every round, each live subtree proposes M
-next steps and keeps only its best-scored one, so the subtrees stay apart instead of
-collapsing onto one high-scoring prefix as a shared beam does. All subtrees of all
-problems go in one propose call and one score call. The answer is chosen among the
-subtrees' final paths with `selection` (see best_of_n).
+Each problem starts n/M subtrees (M = beam_width) from the root and spends n proposals per
+round while they all live: each live subtree proposes M next steps (when M does not divide
+n, the n proposals are spread evenly over the n/M subtrees) and goes on with its best child by the aggregated
+score, so the subtrees stay apart instead of collapsing onto one high-scoring prefix as a
+shared beam does. A subtree ends when its chosen child is finished or reaches max_steps.
+The answer is chosen with `selection` (base.select) among every subtree's last expansion,
+the chosen child and its siblings: n candidates, of which the finished ones vote. All
+subtrees of all problems go in one propose call and one score call per round.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from strategies.base import Candidate, SearchConfig, SearchResult, Services, is_open, register
+from strategies.base import Candidate, SearchConfig, SearchResult, Services, best, is_open, register, select, spread
 from strategies.beam import beam_size
-from strategies.best_of_n import select
+
+
+@dataclass
+class Subtree:
+    problem: int
+    width: int  # proposals per round
+    head: Candidate  # the path it goes on from
+    last: list[Candidate] = field(default_factory=list)  # its last expansion: head and its siblings
 
 
 class DVTS:
@@ -21,23 +33,19 @@ class DVTS:
 
     def search(self, problems: Sequence[Any], policy, prm, config: SearchConfig) -> list[SearchResult]:
         services = Services(problems, policy, prm, config)
-        subtrees = [(i, Candidate(services.root(i), [])) for i in range(len(problems)) for _ in range(beam_size(config))]
+        subtrees = [Subtree(i, width, Candidate(services.root(i), []))
+                    for i in range(len(problems)) for width in spread(config.n, beam_size(config))]
 
-        while True:
-            live = [k for k, (_, c) in enumerate(subtrees) if is_open(c.path, config)]
-            if not live:
-                break
-            children = services.expand([(subtrees[k][0], subtrees[k][1].path) for k in live], n=config.beam_width)
-            for k, kids in zip(live, children):
-                subtrees[k] = (subtrees[k][0], max(kids, key=lambda c: c.value("last")))
+        while live := [t for t in subtrees if is_open(t.head.path, config)]:
+            children = services.expand([(t.problem, t.head.path) for t in live], [t.width for t in live])
+            for t, kids in zip(live, children):
+                t.head, t.last = best(kids, config.aggregation), kids
 
         finals: list[list[Candidate]] = [[] for _ in problems]
-        for i, c in subtrees:
-            finals[i].append(c)
-        return [
-            services.result(i, select(cands, config.selection, config.aggregation, policy.fmt.extract_answer), cands)
-            for i, cands in enumerate(finals)
-        ]
+        for t in subtrees:
+            finals[t.problem].extend(t.last)
+        return [services.result(i, select(cands, config.selection, config.aggregation, services.answer_key), cands)
+                for i, cands in enumerate(finals)]
 
 
 register(DVTS())

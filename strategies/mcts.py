@@ -1,18 +1,23 @@
-"""Monte Carlo tree search with the PRM as the value function.
+"""Monte Carlo tree search with the PRM as the value function (PUCT).
 
-Per problem, a tree of paths. Each iteration, for every problem at once:
+Per problem, a tree of paths; a node's value estimate v is its path's aggregated PRM score
+(`aggregation`). Every problem runs its own iterations, all problems' expansions batched:
   selection  from the root, follow the child maximizing PUCT
-             Q + c_puct * P * sqrt(N_parent) / (1 + N_child), with P the child's PRM step score
-             (the prior) and Q its mean backed-up value (the prior until visited);
-  expansion  propose `mcts_expand` next steps at the selected leaf (one propose call and one
-             score call for all problems);
-  value      the best new child's aggregated PRM score, or with `mcts_rollout` the PRM score
-             of a rollout to EOS from that child (one more complete + score call);
-  backup     add the value along the path to the root.
-The budget is `mcts_iterations` iterations (policy calls) per problem. The answer is the
-finished path with the best aggregated score; if no path finished within the budget, the
-most visited path is finished by one rollout and that is the answer. The
-result's candidates are every scored node of the tree, best first.
+                 Q + c_puct * P * sqrt(N_parent) / (1 + N_child),
+             P the child's PRM score of its last step (the prior), Q the mean of the values
+             backed up through it, or its own v while unvisited: one scale, so at c_puct = 0
+             selection is greedy in v. Selecting a finished (or max_steps) leaf backs its v
+             up again and selects anew, without a policy call;
+  expansion  propose `mcts_expand` next steps at the selected leaf; identical siblings merge;
+  value      the best new child's v, or with `mcts_rollout` the aggregated PRM score of one
+             rollout to EOS from that child (the rollout is kept: a finished rollout can be
+             the answer);
+  backup     from that child to the root: N += 1, value sum += the value.
+The budget is `mcts_iterations` expansions (policy calls) per problem. A problem stops
+earlier only when `mcts_iterations` selections in a row end at finished leaves (the search has
+settled on finished paths). The answer is the finished path (tree node or rollout) with the
+best v; if none finished, the most visited path is finished by one rollout. The result's
+candidates are every scored node and rollout, best v first.
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from strategies.base import Candidate, SearchConfig, SearchResult, Services, is_open, register
+from strategies.base import Candidate, SearchConfig, SearchResult, Services, is_open, ranked, register, unique
 
 
 @dataclass
 class Node:
     candidate: Candidate
+    value: float  # v: the path's aggregated PRM score
     parent: "Node | None" = None
     children: list["Node"] = field(default_factory=list)
     visits: int = 0
@@ -37,18 +43,32 @@ class Node:
         return self.candidate.value("last")
 
     def q(self) -> float:
-        return self.value_sum / self.visits if self.visits else self.prior
+        return self.value_sum / self.visits if self.visits else self.value
 
     def terminal(self, config: SearchConfig) -> bool:
         return not is_open(self.candidate.path, config)
 
 
+def puct(child: Node, parent: Node, c_puct: float) -> float:
+    return child.q() + c_puct * child.prior * math.sqrt(max(parent.visits, 1)) / (1 + child.visits)
+
+
 def select_leaf(root: Node, config: SearchConfig) -> Node:
     node = root
     while node.children:
-        total = math.sqrt(max(node.visits, 1))
-        node = max(node.children, key=lambda ch: ch.q() + config.c_puct * ch.prior * total / (1 + ch.visits))
+        node = max(node.children, key=lambda ch: puct(ch, node, config.c_puct))  # the first of equals
     return node
+
+
+def select_open_leaf(root: Node, config: SearchConfig) -> Node | None:
+    """An open leaf to expand; finished leaves selected on the way back their value up again.
+    None when `mcts_iterations` selections in a row ended at finished leaves."""
+    for _ in range(config.mcts_iterations):
+        leaf = select_leaf(root, config)
+        if not leaf.terminal(config):
+            return leaf
+        backup(leaf, leaf.value)
+    return None
 
 
 def backup(node: Node | None, value: float) -> None:
@@ -63,7 +83,14 @@ def walk(root: Node):
     while stack:
         node = stack.pop()
         yield node
-        stack.extend(node.children)
+        stack.extend(reversed(node.children))
+
+
+def most_visited_path(root: Node) -> Node:
+    node = root
+    while node.children:
+        node = max(node.children, key=lambda n: (n.visits, n.prior))
+    return node
 
 
 class MCTS:
@@ -71,45 +98,49 @@ class MCTS:
 
     def search(self, problems: Sequence[Any], policy, prm, config: SearchConfig) -> list[SearchResult]:
         services = Services(problems, policy, prm, config)
-        roots = [Node(Candidate(services.root(i), [])) for i in range(len(problems))]
+        agg = config.aggregation
+        roots = [Node(Candidate(services.root(i), []), 0.0) for i in range(len(problems))]
+        expansions = [0] * len(problems)
+        settled = [False] * len(problems)
+        rollouts: list[list[Candidate]] = [[] for _ in problems]
 
-        for _ in range(config.mcts_iterations):
-            leaves = [select_leaf(root, config) for root in roots]
-            for leaf in leaves:  # a finished leaf needs no call: back its own value up again
-                if leaf.terminal(config):
-                    backup(leaf, leaf.candidate.value(config.aggregation))
-            todo = [i for i, leaf in enumerate(leaves) if not leaf.terminal(config)]
-            if not todo:
-                break
+        while active := [i for i in range(len(problems)) if not settled[i] and expansions[i] < config.mcts_iterations]:
+            leaves = {}
+            for i in active:
+                leaf = select_open_leaf(roots[i], config)
+                if leaf is None:
+                    settled[i] = True
+                else:
+                    leaves[i] = leaf
+            todo = list(leaves)
             children = services.expand([(i, leaves[i].candidate.path) for i in todo], n=config.mcts_expand)
-            best = []
+            chosen = []
             for i, kids in zip(todo, children):
-                leaves[i].children = [Node(k, parent=leaves[i]) for k in kids]
-                best.append(max(leaves[i].children, key=lambda n: n.candidate.value(config.aggregation)))
-            values = [b.candidate.value(config.aggregation) for b in best]
+                expansions[i] += 1
+                leaf = leaves[i]
+                leaf.children = [Node(k, k.value(agg), parent=leaf) for k in unique(kids)]
+                chosen.append(max(leaf.children, key=lambda n: n.value))
+            values = [node.value for node in chosen]
             if config.mcts_rollout:
-                items = [(i, b.candidate.path) for i, b in zip(todo, best) if not b.terminal(config)]
-                rollouts = iter(services.rollout(items, n=1))
-                values = [next(rollouts)[0].value(config.aggregation) if not b.terminal(config) else v for b, v in zip(best, values)]
-            for b, v in zip(best, values):
-                backup(b, v)
+                items = [(i, node.candidate.path) for i, node in zip(todo, chosen) if not node.terminal(config)]
+                done = iter(services.rollout(items, n=1))
+                for k, (i, node) in enumerate(zip(todo, chosen)):
+                    if not node.terminal(config):
+                        (rollout,) = next(done)
+                        rollouts[i].append(rollout)
+                        values[k] = rollout.value(agg)
+            for node, value in zip(chosen, values):
+                backup(node, value)
 
-        scored = [sorted((n.candidate for n in walk(root) if n is not root), key=lambda c: c.value(config.aggregation), reverse=True) for root in roots]
-        chosen = [next((c for c in cands if c.path.finished), None) for cands in scored]
-        # Out of budget before any path finished: commit to the most visited path and finish
-        # it with one rollout (one complete + score call for all such problems).
-        unfinished = [(i, self._most_visited(roots[i]).candidate.path) for i, c in enumerate(chosen) if c is None]
+        scored = [ranked([n.candidate for n in walk(root) if n is not root] + rollouts[i], agg) for i, root in enumerate(roots)]
+        answers = [next((c for c in cands if c.finished), None) for cands in scored]
+        # No path finished within the budget: commit to the most visited path and finish it
+        # with one rollout (one complete + score call for all such problems).
+        unfinished = [(i, most_visited_path(roots[i]).candidate.path) for i, c in enumerate(answers) if c is None]
         for (i, _), (rollout,) in zip(unfinished, services.rollout(unfinished, n=1)):
-            chosen[i] = rollout
+            answers[i] = rollout
             scored[i].insert(0, rollout)
-        return [services.result(i, chosen[i], scored[i]) for i in range(len(problems))]
-
-    @staticmethod
-    def _most_visited(root: Node) -> Node:
-        node = root
-        while node.children:
-            node = max(node.children, key=lambda n: (n.visits, n.prior))
-        return node
+        return [services.result(i, answers[i], scored[i]) for i in range(len(problems))]
 
 
 register(MCTS())

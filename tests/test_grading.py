@@ -1,7 +1,7 @@
 import pytest
 
 from evals.datasets import DatasetError, load_problems
-from evals.grading import answers_match, extract_answer, last_boxed
+from engine.answers import answers_match, extract_answer, last_boxed
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,8 @@ from engine.encoding import StepEncoder
 from engine.models import DEFAULT_POLICY
 from evals.datasets import DatasetError
 from evals.tasks import arith
-from trainers.kto import KTOCollator, KTOConfig, balanced_desirable_weight, completion_rows, load_unpaired_jsonl, step_rows, tokenize_unpaired, train
+from trainers.kto import (KTOCollator, KTOConfig, balanced_desirable_weight, completion_rows, load_unpaired_jsonl, mismatched_prompts, step_rows,
+                         tokenize_unpaired, train)
 from trainers.losses import sequence_logps
 
 
@@ -32,7 +33,10 @@ def margin(model_dir, rows) -> float:
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
     enc = StepEncoder(tok, ARITH_FORMAT)
-    batch = KTOCollator(tok.pad_token_id)([tokenize_unpaired(r, enc) for r in rows])
+    examples = [tokenize_unpaired(r, enc) for r in rows]
+    for e, other in zip(examples, mismatched_prompts([e["prompt_ids"] for e in examples])):
+        e["kl_prompt_ids"] = other
+    batch = KTOCollator(tok.pad_token_id)(examples)
     with torch.no_grad():
         logps = sequence_logps(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, batch["labels"])
     good = batch["label"]
@@ -55,11 +59,16 @@ def test_kto_raises_desirable_over_undesirable(tmp_path):
 
 def test_mismatched_pairs_and_balancing():
     collate = KTOCollator(pad_id=0)
-    batch = collate([{"prompt_ids": [1, 2], "completion_ids": [3], "label": True},
-                     {"prompt_ids": [4], "completion_ids": [5, 6], "label": False}])
+    prompts = [[1, 2], [4], [4], [1, 2]]
+    # each row's KL prompt: the next row's (cyclically) that differs from its own
+    assert mismatched_prompts(prompts) == [[4], [1, 2], [1, 2], [4]]
+    with pytest.raises(DatasetError, match="at least two different prompts"):
+        mismatched_prompts([[1], [1]])
+    batch = collate([{"prompt_ids": [1, 2], "completion_ids": [3], "label": True, "kl_prompt_ids": [4]},
+                     {"prompt_ids": [4], "completion_ids": [5, 6], "label": False, "kl_prompt_ids": [1, 2]}])
     assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 5, 6]]
     assert batch["labels"].tolist() == [[-100, -100, 3], [-100, 5, 6]]
-    # completion i is scored under prompt i+1 (the last under the first)
+    # completion i is scored under its row's KL prompt
     assert batch["kl_input_ids"].tolist() == [[4, 3, 0, 0], [1, 2, 5, 6]]
     assert batch["kl_labels"].tolist() == [[-100, 3, -100, -100], [-100, -100, 5, 6]]
     assert batch["label"].tolist() == [True, False]

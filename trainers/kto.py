@@ -40,7 +40,7 @@ from evals.datasets import DatasetError, read_jsonl
 from evals.tasks import arith
 from trainers.common import StepTrainingArguments, cli, fit
 from trainers.data import row_prompt_ids, write_jsonl
-from trainers.losses import IGNORE_INDEX, kto_loss, sequence_logps
+from trainers.losses import IGNORE_INDEX, kto_loss, kto_reference_point, sequence_logps
 
 
 @dataclass
@@ -108,8 +108,23 @@ def pad(sequences: list[list[int]], value: int) -> torch.Tensor:
     return torch.tensor([s + [value] * (width - len(s)) for s in sequences])
 
 
+def mismatched_prompts(prompts: list[list[int]]) -> list[list[int]]:
+    """For each row, the prompt of the next row (cyclically) whose prompt differs: the KL pair's
+    prompt. Fixed per row in the dataset, not taken from the batch, so it is a true mismatch at
+    any batch size (within a batch of one, the next row would be the row itself)."""
+    n = len(prompts)
+    out = []
+    for i in range(n):
+        j = next((j % n for j in range(i + 1, i + n) if prompts[j % n] != prompts[i]), None)
+        if j is None:
+            raise DatasetError("KTO needs rows with at least two different prompts (its KL reference point pairs a completion with another row's prompt)")
+        out.append(prompts[j])
+    return out
+
+
 class KTOCollator:
-    """Batches of prompt+completion, plus the mismatched pairs: completion i under prompt i+1."""
+    """Batches of prompt+completion, plus the mismatched pairs: each completion under its row's
+    `kl_prompt_ids` (another row's prompt, see mismatched_prompts)."""
 
     def __init__(self, pad_id: int):
         self.pad_id = pad_id
@@ -126,8 +141,8 @@ class KTOCollator:
     def __call__(self, examples: list[dict]) -> dict:
         prompts = [e["prompt_ids"] for e in examples]
         completions = [e["completion_ids"] for e in examples]
-        shifted = prompts[1:] + prompts[:1]  # a completion paired with another row's prompt
-        batch = {**self._pack(prompts, completions, ""), **self._pack(shifted, completions, "kl_")}
+        others = [e["kl_prompt_ids"] for e in examples]
+        batch = {**self._pack(prompts, completions, ""), **self._pack(others, completions, "kl_")}
         batch["label"] = torch.tensor([bool(e["label"]) for e in examples])
         return batch
 
@@ -147,6 +162,13 @@ def balanced_desirable_weight(n_desirable: int, n_undesirable: int, undesirable_
 
 
 class KTOTrainer(Trainer):
+    """The KTO loss on each micro-batch: the mean over its rows, with z_ref from the mismatched
+    pairs of every rank. The trainer divides it by the accumulation steps (micro-batches are
+    equal in size: dataloader_drop_last), so batch 2 x accumulation 1 and batch 1 x
+    accumulation 2 make the same update."""
+
+    loss_is_scaled_for_ga = False
+
     def __init__(self, *args, ref_model, beta: float, desirable_weight: float, undesirable_weight: float, length_normalized: bool, **kwargs):
         super().__init__(*args, **kwargs)
         self.ref_model = ref_model.eval().requires_grad_(False)
@@ -169,6 +191,7 @@ class KTOTrainer(Trainer):
         losses, chosen_rewards, rejected_rewards, kl = kto_loss(
             policy[label], policy[~label], policy_kl, reference[label], reference[~label], reference_kl,
             beta=self.beta, desirable_weight=self.desirable_weight, undesirable_weight=self.undesirable_weight,
+            reference_point=kto_reference_point(policy_kl, reference_kl),  # over every rank's pairs
         )
         if chosen_rewards.numel():
             self._metrics["rewards/chosen"].append(chosen_rewards.mean().item())
@@ -265,6 +288,7 @@ def train(cfg: KTOConfig) -> Trainer:
     encoder = StepEncoder(tokenizer, fmt, f"init model {init}")
     dataset = Dataset.from_list([tokenize_unpaired(r, encoder) for r in rows])
     dataset = dataset.filter(lambda ex: len(ex["prompt_ids"]) + len(ex["completion_ids"]) <= cfg.max_length)
+    dataset = dataset.add_column("kl_prompt_ids", mismatched_prompts(dataset["prompt_ids"]))
     model = AutoModelForCausalLM.from_pretrained(str(init), dtype=torch.float32)
     trainer = KTOTrainer(
         model=model,

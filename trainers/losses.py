@@ -8,14 +8,16 @@ import torch.nn.functional as F
 IGNORE_INDEX = -100
 
 
-def prm_loss(logits: torch.Tensor, labels: torch.Tensor, positive_id: int, negative_id: int) -> torch.Tensor:
+def prm_loss(logits: torch.Tensor, labels: torch.Tensor, positive_id: int, negative_id: int, reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy of the step labels, read exactly where the scorer reads them.
 
     logits: [batch, seq, vocab]; labels: [batch, seq] holding positive_id or negative_id at
     each step's SEP position and IGNORE_INDEX elsewhere. No shift: the label at position t
     is predicted by logits[t], the logits *at* the SEP token, which is what the scorers read
     (P(correct) = softmax over {Positive, Negative} at SEP). The softmax is over those two
-    tokens only, so training optimizes exactly the score the search uses.
+    tokens only, so training optimizes exactly the score the search uses. reduction: "mean"
+    over the labelled steps, or "sum" (the trainer divides by the steps of the whole
+    accumulated batch).
     """
     mask = labels != IGNORE_INDEX
     if not mask.any():
@@ -25,7 +27,7 @@ def prm_loss(logits: torch.Tensor, labels: torch.Tensor, positive_id: int, negat
     bad = (labels[mask] != positive_id) & (labels[mask] != negative_id)
     if bad.any():
         raise ValueError(f"PRM labels must be the Positive ({positive_id}) or Negative ({negative_id}) id, got {labels[mask][bad][:5].tolist()}")
-    return F.cross_entropy(pair, target)
+    return F.cross_entropy(pair, target, reduction=reduction)
 
 
 def sequence_logps(logits: torch.Tensor, labels: torch.Tensor, length_normalized: bool = False) -> torch.Tensor:
@@ -52,6 +54,7 @@ def kto_loss(
     beta: float = 0.1,
     desirable_weight: float = 1.0,
     undesirable_weight: float = 1.0,
+    reference_point: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """KTO (Ethayarajh et al., 2024, eq. 8), on per-sequence log-probabilities of shape [batch].
 
@@ -64,13 +67,28 @@ def kto_loss(
     so lowering r of an undesirable completion lowers its loss. (A widely copied course
     notebook writes the undesirable term as 1 - sigmoid(beta * (r - z_ref)), which rewards
     *raising* bad completions; that is the sign error this function does not make.)
-    Either group may be empty. Returns (losses [n_chosen + n_rejected], chosen_rewards,
+    reference_point, if given, is z_ref already computed (e.g. over every rank's pairs, as the
+    trainer does under DDP; see kto_reference_point). Either group may be empty. Returns (losses [n_chosen + n_rejected], chosen_rewards,
     rejected_rewards, kl), with rewards = beta * r, detached.
     """
-    kl = (policy_kl_logps - reference_kl_logps).mean().clamp(min=0).detach() if policy_kl_logps.numel() else policy_kl_logps.new_zeros(())
+    if reference_point is None:
+        reference_point = kto_reference_point(policy_kl_logps, reference_kl_logps)
+    kl = reference_point.detach()
     chosen_logratios = policy_chosen_logps - reference_chosen_logps
     rejected_logratios = policy_rejected_logps - reference_rejected_logps
     chosen_losses = desirable_weight * (1 - torch.sigmoid(beta * (chosen_logratios - kl)))
     rejected_losses = undesirable_weight * (1 - torch.sigmoid(beta * (kl - rejected_logratios)))
     losses = torch.cat([chosen_losses, rejected_losses], 0)
     return losses, beta * chosen_logratios.detach(), beta * rejected_logratios.detach(), kl
+
+
+def kto_reference_point(policy_kl_logps: torch.Tensor, reference_kl_logps: torch.Tensor, world: "torch.distributed.ProcessGroup | None" = None) -> torch.Tensor:
+    """KTO's z_ref: the mean log-ratio of the mismatched pairs, clamped at 0, detached.
+
+    Under torch.distributed the mean is over the pairs of every rank (an all-reduce of the sum
+    and the count), as TRL does, so all ranks share one reference point."""
+    logratios = (policy_kl_logps - reference_kl_logps).detach().float()
+    total = torch.stack([logratios.sum(), torch.tensor(float(logratios.numel()), device=logratios.device)])
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(total, group=world)
+    return (total[0] / total[1].clamp(min=1)).clamp(min=0)

@@ -36,7 +36,7 @@ from evals.prm_eval import prm_metrics
 from evals.tasks import arith
 from trainers.common import StepTrainingArguments, cli, fit
 from trainers.data import load_prm_jsonl, prm_dataset, write_jsonl
-from trainers.losses import prm_loss
+from trainers.losses import IGNORE_INDEX, prm_loss
 
 
 @dataclass
@@ -104,7 +104,16 @@ def default_rollouts(cfg: PRMConfig) -> tuple[FsPath, FsPath]:
 
 
 class PRMTrainer(Trainer):
-    """Trainer whose loss is prm_loss at the SEP positions (the model's own shifted LM loss is not used)."""
+    """Trainer whose loss is prm_loss at the SEP positions (the model's own shifted LM loss is not used).
+
+    The loss is the mean over every labelled step of the optimizer step's whole batch (all
+    micro-batches of a gradient accumulation, all ranks), so batch 2 x accumulation 1 and batch
+    1 x accumulation 2 make the same update: each micro-batch returns its summed loss divided
+    by that count (transformers' num_items_in_batch: the labelled positions), and the trainer
+    then neither divides by the accumulation steps nor averages the ranks away.
+    """
+
+    loss_is_scaled_for_ga = True
 
     def __init__(self, *args, positive_id: int, negative_id: int, **kwargs):
         super().__init__(*args, **kwargs)
@@ -113,7 +122,15 @@ class PRMTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
         outputs = model(**inputs)
-        loss = prm_loss(outputs.logits, labels, self.positive_id, self.negative_id)
+        total = prm_loss(outputs.logits, labels, self.positive_id, self.negative_id, reduction="sum")
+        if num_items_in_batch is not None:  # training: the steps of the whole accumulated batch, all ranks
+            loss = total / num_items_in_batch
+            if self.args.average_tokens_across_devices and self.args.world_size > 1:
+                loss = loss * self.args.world_size  # DDP averages gradients over ranks; the count already spans them
+        else:  # evaluation (or a model that does not count): this batch's mean, split over accumulation steps
+            loss = total / (labels != IGNORE_INDEX).sum().clamp(min=1)
+            if model.training:
+                loss = loss / self.current_gradient_accumulation_steps
         return (loss, outputs) if return_outputs else loss
 
 

@@ -1,9 +1,11 @@
-"""Final-answer grading for user datasets: numbers, fractions, \\boxed{}, simple LaTeX.
+"""Final answers: extraction, normalization, comparison (grading) and the key votes use.
 
 `extract_answer(text)` pulls the final answer out of a solution or a reference:
 `\\boxed{...}` (last one, braces balanced), then GSM8K's `#### 42`, else the text itself.
 `answers_match(pred, ref)` compares after normalization: numerically when both sides parse
 as numbers or fractions (1/2 == 0.5 == \\frac{1}{2} == \\dfrac12), else as normalized strings.
+`answer_key(answer)` is the same equivalence as a hashable key: answers that grade alike
+vote alike (majority and PRM-weighted voting group candidates by it).
 """
 
 from __future__ import annotations
@@ -60,3 +62,16 @@ def answers_match(pred: str | None, ref: str | None) -> bool:
     if pn is not None and rn is not None:
         return pn == rn
     return p == r
+
+
+def answer_key(answer: str | None) -> str | None:
+    """The class of answers that `answers_match` treats as equal: a number or fraction as its
+    exact reduced value ("1/2" for 0.5, 1/2 and \\frac12; "72" for 72.0), anything else as
+    its normalized text. None for no answer (or an empty one)."""
+    if answer is None:
+        return None
+    s = normalize(extract_answer(answer) or "")
+    if not s:
+        return None
+    number = to_number(s)
+    return str(number) if number is not None else s
