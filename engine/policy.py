@@ -49,6 +49,11 @@ class EngineConfig:
             seed=self.seed,
             enable_prefix_caching=True,
         )
+        if self.request_seeds and on_cpu():
+            # On the CPU backend a seeded request whose prompt is split over scheduler steps
+            # (chunked prefill) crashes the sampler ("CPU Generator does not use offset"):
+            # prefill whole prompts instead.
+            kwargs.update(enable_chunked_prefill=False, max_num_batched_tokens=max(self.max_model_len, 4096))
         if self.gpu_memory_utilization is not None:
             kwargs["gpu_memory_utilization"] = self.gpu_memory_utilization
         return {**kwargs, **self.extra}
@@ -68,6 +73,12 @@ class Proposals:
 class Completions:
     paths: list[list[Path]]  # n rollouts per path
     cost: Cost
+
+
+def on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
 
 
 def per_path(value, paths: Sequence, name: str) -> list:

@@ -110,6 +110,21 @@ def test_sampling_is_deterministic_under_the_engine_seed():
     assert runs[0] == runs[1]
 
 
+def test_request_seeds_fix_a_paths_samples_in_any_batch(policy):
+    """A request's samples depend on its seed, not on its batch. And a batch of seeded requests
+    whose prompts overflow one scheduler step runs: 64 six-operand problems x 4 samples is over
+    4,096 prompt tokens, which vLLM would split over steps (chunked prefill), and the CPU
+    sampler crashes on a seeded request prefilled in chunks ("CPU Generator does not use
+    offset"), so the engine turns chunking off."""
+    problems = [p for p in arith.load_split("test") if p.n_operands == 6][:64]
+    paths = [Path(p.question) for p in problems]
+    seeds = list(range(len(paths)))
+    alone = policy.propose(paths[:1], 4, temperature=1.0, seeds=seeds[:1]).steps[0]
+    assert policy.propose(paths[::-1], 4, temperature=1.0, seeds=seeds[::-1]).steps[-1] == alone
+    crowd = policy.complete(paths, 4, temperature=0.8, seeds=seeds).paths
+    assert crowd[0] == policy.complete(paths[:1], 4, temperature=0.8, seeds=seeds[:1]).paths[0]
+
+
 def test_prompt_longer_than_the_context_is_a_clear_error(policy):
     with pytest.raises(PromptTooLongError, match="does not fit max_model_len"):
         policy.propose([Path("1+" * 600 + "1")], n=1)
