@@ -1,6 +1,6 @@
 """Problems to search on: the embedded arith splits, or a user's dataset file.
 
-    load_problems("arith-test")            # the embedded world (exact grading)
+    load_problems("arith-test")            # an embedded world (exact grading): arith-*, countdown-{train,dev,test}
     load_problems("data/gsm8k.jsonl")      # rows {"question": ..., "answer": ...} (GSM8K "#### 42" or MATH "\\boxed{}")
     load_problems("data/math500.parquet")  # .parquet/.csv/.json or a datasets.save_to_disk directory, read with `datasets`
     load_problems("champ")                 # CHAMP's 270 competition problems (PyPI champ-dataset); "champ-numeric": the 89 with numeric answers
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.answers import answers_match
-from evals.tasks import arith
+from evals.tasks import WORLDS, arith, get_world
 
-ARITH_DATASETS = {f"arith-{split}": split for split in ("train", "dev", "test")}
+WORLD_DATASETS = {f"{name}-{split}": (name, split) for name in WORLDS for split in ("train", "dev", "test")}
 
 
 class DatasetError(ValueError):
@@ -29,11 +29,19 @@ class Problem:
     id: str
     question: str
     answer: str
-    n_operands: int | None = None  # arith only: the difficulty
+    difficulty: int | None = None  # embedded worlds: what the world's DIFFICULTY counts
+    world: str | None = None  # an embedded world's name (evals.tasks), or None for a user dataset
 
-    def grade(self, answer_text: str | None) -> bool:
-        if self.n_operands is not None:
-            return answer_text is not None and arith.parse_answer(answer_text) == int(self.answer)
+    def grade(self, answer_text: str | None, path=None) -> bool:
+        """An embedded world grades the whole path with its own grader (countdown checks every
+        step); a user dataset compares the final answer with the reference."""
+        if self.world is not None:
+            world = get_world(self.world)
+            if path is not None:
+                return world.solved(self.question, path.steps, path.finished)
+            if self.world == "arith":  # arith grades the answer alone
+                return answer_text is not None and arith.parse_answer(answer_text) == int(self.answer)
+            raise ValueError(f"a {self.world} problem is graded on its whole path: pass the path")
         return answers_match(answer_text, self.answer)
 
 
@@ -85,11 +93,12 @@ def load_problems(spec: str) -> list[Problem]:
         from evals.step_data import champ_problems
 
         return champ_problems(numeric_only=spec == "champ-numeric")
-    if spec in ARITH_DATASETS:
-        return [Problem(p.id, p.question, str(p.answer), p.n_operands) for p in arith.load_split(ARITH_DATASETS[spec])]
+    if spec in WORLD_DATASETS:
+        name, split = WORLD_DATASETS[spec]
+        return [Problem(p.id, p.question, str(p.answer), p.difficulty, name) for p in get_world(name).load_split(split)]
     path = Path(spec)
     if not (path.is_file() and path.suffix in {".jsonl", *DATASETS_FORMATS}) and not path.is_dir():
-        raise DatasetError(f"unknown dataset {spec!r}: not one of {sorted(ARITH_DATASETS)}, champ, champ-numeric, a .jsonl/.json/.parquet/.csv file or a saved datasets directory")
+        raise DatasetError(f"unknown dataset {spec!r}: not one of {sorted(WORLD_DATASETS)}, champ, champ-numeric, a .jsonl/.json/.parquet/.csv file or a saved datasets directory")
     problems, seen = [], set()
     for lineno, row in read_rows(path):
         question = row.get("question", row.get("problem"))

@@ -27,6 +27,7 @@ from pathlib import Path
 from engine.models import DEFAULT_POLICY, DEFAULT_PRM, REPO_ROOT, ModelDirError
 from evals.datasets import DatasetError, Problem, load_problems
 from evals.recipes import RecipeError, load_recipe
+from evals.tasks import get_world
 from evals.greedy import wilson_interval
 
 PRM_FREE = {"majority", "greedy"}
@@ -48,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seeds the search (each problem's requests, see strategies.base) and the vLLM engine")
     parser.add_argument("--recipe", default=None, help="a recipes/*.yaml setup: models, step formats, engine and search settings (default: the embedded world)")
     parser.add_argument("--policy", default=None, help=f"policy model directory (default: the recipe's, else {DEFAULT_POLICY.relative_to(DEFAULT_POLICY.parents[1])})")
-    parser.add_argument("--prm", default=None, help=f"PRM model directory (default: the recipe's, else {DEFAULT_PRM.relative_to(DEFAULT_PRM.parents[1])})")
+    parser.add_argument("--prm", default=None, help=f"PRM model directory (default: the recipe's, else {DEFAULT_PRM.relative_to(DEFAULT_PRM.parents[1])}), or 'oracle': an embedded world's exact process labels")
     parser.add_argument("--prm-backend", default="vllm", choices=["vllm", "hf"], help="PRM scorer")
     parser.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM: GPUs per engine")
     parser.add_argument("--data-parallel-size", type=int, default=1, help="vLLM: engine replicas (GPU)")
@@ -146,8 +147,9 @@ def run_one(problems: list[Problem], strategy_name: str, config, policy, prm, ou
             seconds = (time.perf_counter() - t0) / len(batch)
             with results_path.open("a") as f:
                 for problem, result in zip(batch, results):
-                    row = {**result.as_dict(), "reference": problem.answer, "correct": problem.grade(result.answer),
-                           "n_operands": problem.n_operands, "strategy": strategy_name, "n": config.n, "seconds": seconds}
+                    row = {**result.as_dict(), "reference": problem.answer, "correct": problem.grade(result.answer, result.path),
+                           "difficulty": problem.difficulty, "difficulty_unit": difficulty_unit(problem),
+                           "strategy": strategy_name, "n": config.n, "seconds": seconds}
                     f.write(json.dumps(row) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
@@ -173,35 +175,45 @@ def summarize(rows: list[dict]) -> dict:
         "prm_calls": cost("prm_calls"),
         "seconds": seconds,
         "generated_tokens_per_second": cost("generated_tokens") / seconds if seconds else 0.0,
-        "accuracy_by_operands": by_operands(rows),
+        "accuracy_by_difficulty": by_difficulty(rows),
+        "difficulty_unit": next((r["difficulty_unit"] for r in rows if r.get("difficulty_unit")), "operands"),
     }
 
 
-def by_operands(rows: list[dict]) -> dict[str, float]:
-    """Accuracy per difficulty (number of operands) where the dataset has one."""
+def difficulty_unit(problem) -> str | None:
+    return get_world(problem.world).DIFFICULTY if getattr(problem, "world", None) else None
+
+
+def row_difficulty(row: dict):
+    return row.get("difficulty", row.get("n_operands"))  # n_operands: rows written before the worlds had one name for it
+
+
+def by_difficulty(rows: list[dict]) -> dict[str, float]:
+    """Accuracy per difficulty where the dataset has one."""
     groups: dict[str, list[bool]] = {}
     for r in rows:
-        if r.get("n_operands") is not None:
-            groups.setdefault(str(r["n_operands"]), []).append(r["correct"])
+        if row_difficulty(r) is not None:
+            groups.setdefault(str(row_difficulty(r)), []).append(r["correct"])
     return {k: sum(v) / len(v) for k, v in sorted(groups.items(), key=lambda kv: int(kv[0]))}
 
 
 def difficulty_table(summaries: list[dict]) -> str:
-    """Accuracy per number of operands, one row per run ('' if the dataset has no difficulty)."""
-    keys = list(dict.fromkeys(k for s in summaries for k in s.get("accuracy_by_operands", {})))
+    """Accuracy per difficulty (arith: operands, countdown: numbers), one row per run ('' if none)."""
+    keys = list(dict.fromkeys(k for s in summaries for k in s.get("accuracy_by_difficulty", {})))
     if not keys:
         return ""
-    lines = ["| strategy | n | " + " | ".join(f"{k} operands" for k in keys) + " |", "|---|---|" + "---|" * len(keys)]
+    unit = summaries[0].get("difficulty_unit", "operands")
+    lines = ["| strategy | n | " + " | ".join(f"{k} {unit}" for k in keys) + " |", "|---|---|" + "---|" * len(keys)]
     for s in summaries:
-        acc = s.get("accuracy_by_operands", {})
+        acc = s.get("accuracy_by_difficulty", {})
         lines.append(f"| {s['strategy']} | {s['n']} | " + " | ".join(f"{acc[k]:.0%}" if k in acc else "" for k in keys) + " |")
     return "\n".join(lines)
 
 
 def report_tables(summaries: list[dict]) -> str:
-    """The summary table, then accuracy by number of operands where the dataset has them."""
+    """The summary table, then accuracy by difficulty where the dataset has one."""
     by_difficulty = difficulty_table(summaries)
-    return markdown_table(summaries) + (f"\n\nAccuracy by number of operands:\n\n{by_difficulty}" if by_difficulty else "")
+    return markdown_table(summaries) + (f"\n\nAccuracy by difficulty:\n\n{by_difficulty}" if by_difficulty else "")
 
 
 def markdown_table(summaries: list[dict]) -> str:
@@ -245,11 +257,20 @@ def engine_config(args: argparse.Namespace, recipe):
     return recipe.engine_config(seed=args.seed, tensor_parallel_size=args.tensor_parallel_size, extra={**recipe.engine.get("extra", {}), **extra})
 
 
-def load_models(args: argparse.Namespace, recipe, need_prm: bool):
-    """The recipe's policy and PRM (the shipped models by default); --policy/--prm override the directories."""
+def load_models(args: argparse.Namespace, recipe, need_prm: bool, problems: list[Problem] = ()):
+    """The recipe's policy and PRM (the shipped models by default); --policy/--prm override the
+    directories, and --prm oracle serves the embedded world's exact labels (evals.oracle)."""
     policy = recipe.policy(engine_config(args, recipe), model=args.policy)
-    prm = recipe.prm(engine_config(args, recipe), model=args.prm, backend=args.prm_backend) if need_prm else None
-    return policy, prm
+    if not need_prm:
+        return policy, None
+    if args.prm == "oracle":
+        from evals.oracle import OraclePRM
+
+        worlds = {p.world for p in problems}
+        if None in worlds or len(worlds) != 1:
+            raise DatasetError("--prm oracle needs the problems of one embedded world (e.g. --dataset countdown-test)")
+        return policy, OraclePRM(worlds.pop(), policy.fmt)
+    return policy, recipe.prm(engine_config(args, recipe), model=args.prm, backend=args.prm_backend)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -260,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
         problems = shard(load_problems(args.dataset)[: args.limit], args.shard)
         names = args.strategies.split(",") if args.compare else [args.strategy]
         budgets = [int(b) for b in args.budgets.split(",")] if args.compare else [args.n]
-        policy, prm = load_models(args, recipe, need_prm=any(n not in PRM_FREE for n in names))
+        policy, prm = load_models(args, recipe, need_prm=any(n not in PRM_FREE for n in names), problems=problems)
     except (DatasetError, ModelDirError, RecipeError) as e:
         sys.exit(f"error: {e}")
     dataset_tag = Path(args.dataset).stem if args.dataset.endswith(".jsonl") else args.dataset

@@ -7,7 +7,7 @@ from evals.prm_eval import prm_metrics
 from trainers.data import DataError, load_prm_jsonl, tokenize_prm
 from trainers.losses import IGNORE_INDEX, prm_loss
 from evals.tasks import arith
-from trainers.prm import step_labels
+from evals.tasks.arith import step_labels
 from trainers.tokenizer import build_char_tokenizer
 
 

@@ -19,9 +19,20 @@ from evals.step_data import parse_row
 from trainers.losses import IGNORE_INDEX  # label value that the losses ignore
 
 
-def arith_sft_rows(problems: Iterable[Any]) -> list[dict]:
-    """Reference solutions of embedded-world problems as step-SFT rows."""
-    return [{"question": p.question, "steps": list(p.steps)} for p in problems]
+def _sft_row(problem: Any) -> dict:
+    return {"question": problem.question, "steps": list(problem.steps)}
+
+
+def world_sft_rows(problems: Iterable[Any], workers: int = 1) -> list[dict]:
+    """Reference solutions of embedded-world problems as step-SFT rows (countdown draws each
+    uniformly among all solutions, up to ~0.5 s a problem: `workers` processes share that)."""
+    problems = list(problems)
+    if workers <= 1:
+        return [_sft_row(p) for p in problems]
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return pool.map(_sft_row, problems, chunksize=64)
 
 
 def write_jsonl(path: str | Path, rows: list[dict]) -> None:

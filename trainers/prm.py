@@ -33,7 +33,7 @@ from engine.format import StepFormat
 from engine.models import DEFAULT_POLICY, check_model_dir, load_tokenizer
 from engine.types import Path
 from evals.prm_eval import prm_metrics
-from evals.tasks import arith
+from evals.tasks import arith, get_world
 from trainers.common import StepTrainingArguments, cli, fit
 from trainers.data import load_prm_jsonl, prm_dataset, write_jsonl
 from trainers.losses import IGNORE_INDEX, prm_loss
@@ -49,6 +49,7 @@ class PRMConfig(StepTrainingArguments):
     train_file: str | None = field(default=None, metadata={"help": "Stepwise JSONL {'question'|'prompt', 'completions', 'labels'}. Default: verifier-labelled policy rollouts."})
     eval_file: str | None = field(default=None, metadata={"help": "Held-out stepwise JSONL. Default: rollouts on the arith dev split."})
     policy: str = field(default=str(DEFAULT_POLICY), metadata={"help": "Policy directory that makes the rollouts."})
+    world: str = field(default="arith", metadata={"help": "Embedded world of the default rollouts and their exact labels: arith or countdown."})
     rollout_problems: int = field(default=20000, metadata={"help": "Problems (2-6 operands, none from dev/test) to roll out."})
     rollouts_per_problem: int = field(default=4, metadata={"help": "Rollouts per problem."})
     rollout_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the rollouts."})
@@ -63,20 +64,15 @@ class PRMConfig(StepTrainingArguments):
     save_steps: float = field(default=500, metadata={"help": "Checkpoint every this many steps."})
 
 
-def step_labels(question: str, steps: list[str]) -> list[bool]:
-    """Verifier labels: True up to the first wrong step, False from it on."""
-    first = arith.verify_steps(question, steps).first_error
-    return [first is None or k < first for k in range(len(steps))]
-
-
-def rollout_rows(policy, problems: list[arith.ArithProblem], n: int, temperature: float, references: bool) -> list[dict]:
-    """Verifier-labelled rollouts of the problems (one batched vLLM call), duplicates dropped."""
+def rollout_rows(policy, problems: list, n: int, temperature: float, references: bool, world=arith) -> list[dict]:
+    """Rollouts of the problems (one batched vLLM call) labelled by the world's exact labels,
+    duplicates dropped; with references, each problem's reference solution too."""
     rollouts = policy.complete([Path(p.question) for p in problems], n, temperature=temperature, max_tokens=256).paths
     rows = []
     for problem, paths in zip(problems, rollouts):
         candidates = [path.steps for path in paths] + ([problem.steps] if references else [])
         for steps in dict.fromkeys(s for s in candidates if s):
-            rows.append({"question": problem.question, "completions": list(steps), "labels": step_labels(problem.question, list(steps))})
+            rows.append({"question": problem.question, "completions": list(steps), "labels": world.step_labels(problem.question, list(steps))})
     return rows
 
 
@@ -89,10 +85,17 @@ def default_rollouts(cfg: PRMConfig) -> tuple[FsPath, FsPath]:
         return train_path, eval_path
     from engine.policy import Policy
 
-    problems = arith.fresh_problems(cfg.rollout_problems, seed=cfg.seed + 7, n_operands=(2, 6))
+    world = get_world(cfg.world)
+    if world is arith:
+        problems = arith.fresh_problems(cfg.rollout_problems, seed=cfg.seed + 7, n_operands=(2, 6))
+    else:
+        problems = world.fresh_problems(cfg.rollout_problems, seed=cfg.seed + 7)
     policy = Policy(cfg.policy, cfg.format_of("policy"))  # the rollouts are the policy's, in its format
-    train_rows = rollout_rows(policy, problems, cfg.rollouts_per_problem, cfg.rollout_temperature, references=True)
-    eval_rows = rollout_rows(policy, arith.load_split("dev")[: cfg.eval_problems], cfg.rollouts_per_problem, cfg.rollout_temperature, references=False)
+    # arith adds its reference solutions as all-Positive paths; countdown's policy rollouts hold
+    # solutions already, and drawing references costs up to 0.5 s a problem
+    train_rows = rollout_rows(policy, problems, cfg.rollouts_per_problem, cfg.rollout_temperature, references=world is arith, world=world)
+    eval_rows = rollout_rows(policy, world.load_split("dev")[: cfg.eval_problems], cfg.rollouts_per_problem, cfg.rollout_temperature,
+                             references=False, world=world)
     del policy
     gc.collect()
     write_jsonl(train_path, train_rows)

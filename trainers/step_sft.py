@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, LlamaConfig, LlamaForCausalLM, Trainer
 
 from engine.encoding import StepEncoder
 from engine.models import check_model_dir, load_tokenizer
-from evals.tasks import arith
+from evals.tasks import arith, get_world
 from trainers.common import StepTrainingArguments, cli, fit
-from trainers.data import arith_sft_rows, load_sft_jsonl, sft_dataset
+from trainers.data import load_sft_jsonl, sft_dataset, world_sft_rows, write_jsonl
 from trainers.tokenizer import build_char_tokenizer
 
 
@@ -34,6 +35,8 @@ class StepSFTConfig(StepTrainingArguments):
     init_model: str | None = field(default=None, metadata={"help": "Local HF causal-LM directory to fine-tune. Default: a fresh Llama from the size options."})
     train_file: str | None = field(default=None, metadata={"help": "JSONL rows {'question' or 'prompt', 'steps': [...]}. Default: the embedded arith train split."})
     max_train_rows: int | None = field(default=None, metadata={"help": "Use at most this many training rows."})
+    world: str = field(default="arith", metadata={"help": "Embedded world of the default data: arith (its reference solutions) or countdown (the train split and, past its 20,000, fresh problems up to --max_train_rows; each solution drawn uniformly among all)."})
+    data_workers: int = field(default=2, metadata={"help": "Processes that draw countdown solutions."})
     train_operands: str = field(default="2-4", metadata={"help": "Embedded world: operand range LO-HI of the training problems. 2-4 is the fixed train split; any other range draws --max_train_rows (default 200000) fresh problems, none from dev or test."})
     hidden_size: int = field(default=256, metadata={"help": "Fresh model: width."})
     num_layers: int = field(default=4, metadata={"help": "Fresh model: transformer layers."})
@@ -69,7 +72,13 @@ def fresh_llama(cfg: StepSFTConfig, tokenizer) -> LlamaForCausalLM:
 
 
 def train_problems(cfg: StepSFTConfig) -> list:
-    """The embedded world's training problems: the train split, or fresh ones of --train_operands."""
+    """The embedded world's training problems: the train split, or fresh ones of --train_operands
+    (arith); the train split topped up with fresh problems to --max_train_rows (countdown)."""
+    if cfg.world != "arith":
+        world = get_world(cfg.world)
+        problems = world.load_split("train")
+        extra = (cfg.max_train_rows or len(problems)) - len(problems)
+        return problems + (world.fresh_problems(extra, seed=cfg.seed + 11) if extra > 0 else [])
     try:
         lo, hi = (int(x) for x in cfg.train_operands.split("-"))
     except ValueError:
@@ -77,6 +86,15 @@ def train_problems(cfg: StepSFTConfig) -> list:
     if (lo, hi) == arith.SPLITS["train"]["n_operands"]:
         return arith.load_split("train")
     return arith.fresh_problems(cfg.max_train_rows or arith.SPLITS["train"]["size"], seed=cfg.seed + 11, n_operands=(lo, hi))
+
+
+def default_rows(cfg: StepSFTConfig) -> Path:
+    """The embedded world's rows, written once to <output_dir>/data/train.jsonl and reused on a
+    rerun (countdown's solutions take minutes to draw)."""
+    path = Path(cfg.output_dir) / "data" / "train.jsonl"
+    if not path.is_file():
+        write_jsonl(path, world_sft_rows(train_problems(cfg), cfg.data_workers))
+    return path
 
 
 def load_model_and_tokenizer(cfg: StepSFTConfig):
@@ -94,7 +112,7 @@ def load_model_and_tokenizer(cfg: StepSFTConfig):
 def train(cfg: StepSFTConfig) -> Trainer:
     fmt = cfg.step_format
     model, tokenizer = load_model_and_tokenizer(cfg)
-    rows = load_sft_jsonl(cfg.train_file) if cfg.train_file else arith_sft_rows(train_problems(cfg))
+    rows = load_sft_jsonl(cfg.train_file or default_rows(cfg))
     rows = rows[: cfg.max_train_rows] if cfg.max_train_rows else rows
     dataset = sft_dataset(rows, StepEncoder(tokenizer, fmt), cfg.max_length)
     print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; {len(dataset)} training rows")
@@ -110,7 +128,8 @@ def train(cfg: StepSFTConfig) -> Trainer:
     if cfg.eval_problems and not cfg.train_file:
         from evals.greedy import greedy_report
 
-        report = greedy_report(model, tokenizer, fmt, arith.load_split("dev")[: cfg.eval_problems])
+        world = get_world(cfg.world)
+        report = greedy_report(model, tokenizer, fmt, world.load_split("dev")[: cfg.eval_problems], world)
         print(f"dev greedy accuracy: {report}")
         (out / "dev_greedy.json").write_text(json.dumps(report, indent=2) + "\n")
     return trainer

@@ -43,6 +43,8 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
+NAME = "arith"
+DIFFICULTY = "operands"  # what a problem's difficulty counts
 ARITH_VERSION = "v1"
 MAX_DIGITS = 60  # longer numbers are malformed (int() refuses > 4300 digits)
 
@@ -58,6 +60,10 @@ class ArithProblem:
     answer: int              # e.g. 21
     steps: tuple[str, ...]   # reference solution; the last step is str(answer)
     n_operands: int          # difficulty
+
+    @property
+    def difficulty(self) -> int:
+        return self.n_operands
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,17 @@ def parse_answer(text: str) -> int | None:
 def grade(problem: ArithProblem, answer_text: str) -> bool:
     """True iff answer_text is exactly the problem's integer answer."""
     return parse_answer(answer_text) == problem.answer
+
+def solved(question: str, steps: Sequence[str], finished: bool = True) -> bool:
+    """The world's grader of a path: its last step is the question's value (as `grade`; the
+    steps before it are not checked, so the measured arith accuracies keep their meaning)."""
+    verdict = verify_steps(question, steps)
+    return bool(steps) and verdict.answer_correct
+
+def step_labels(question: str, steps: Sequence[str]) -> list[bool]:
+    """Process labels: True up to the first wrong step, False from it on."""
+    first = verify_steps(question, steps).first_error
+    return [first is None or k < first for k in range(len(steps))]
 
 # -----------------------------------------------------------------------------
 # step verification

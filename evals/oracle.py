@@ -1,0 +1,36 @@
+"""The oracle PRM: an embedded world's exact process labels served through the PRM interface.
+
+    prm = OraclePRM("countdown", policy.fmt)      # or: python -m evals.run --prm oracle
+    prm.score([Path("24:3 7 8 12", ("12-8=4|3 4 7",))]).scores   # [[0.0]]: a dead end
+
+P(correct) of a step is 1.0 when the world labels it Positive (countdown: legal so far and the
+target still reachable), else 0.0. No model runs, so it costs nothing; searched with it, each
+strategy shows its ceiling at each budget, and a learned PRM's accuracy as a fraction of the
+oracle's says whether to improve the verifier or the search.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from engine.format import StepFormat
+from engine.prm import Scores
+from engine.types import Cost, Path
+from evals.tasks import get_world
+
+
+class OracleEncoder:
+    """What the strategies read of a PRM's encoder: its step format."""
+
+    def __init__(self, fmt: StepFormat):
+        self.fmt = fmt
+
+
+class OraclePRM:
+    def __init__(self, world: str, fmt: StepFormat):
+        self.world = get_world(world)
+        self.encoder = OracleEncoder(fmt)
+
+    def score(self, paths: Sequence[Path]) -> Scores:
+        scores = [[1.0 if ok else 0.0 for ok in self.world.step_labels(p.question, p.steps)] for p in paths]
+        return Scores(scores, Cost(prm_calls=1))

@@ -1,0 +1,327 @@
+"""The countdown world: reach a target from a multiset of numbers with + - * and exact /.
+
+A problem is a target and k numbers (k = 3..6, the difficulty); its question is the target,
+a colon and the numbers in ascending order: "24:3 7 8 12". Every problem is solvable using
+every number exactly once.
+
+A step combines two numbers of the current multiset and writes the whole multiset left after
+it, ascending, so a state can be read from the last step alone (Markov):
+
+    24:3 7 8 12  ->  12-8=4|3 4 7  ->  7-4=3|3 3  ->  3*3=9|9   (wrong: 9 is not 24)
+    24:3 7 8 12  ->  8-7=1|1 3 12  ->  3-1=2|2 12  ->  12*2=24|24
+
+A step `a op b=c|rest` is legal iff a and b are in the current multiset (twice if a == b),
+c = a op b exactly and is a positive integer (a - b needs a > b, a / b needs b to divide a),
+and rest is the multiset with a and b taken out and c put in (in any order; compared as a
+multiset). A path is solved iff it is finished, every step is legal, and it has k - 1 steps
+whose last leaves exactly the target: every number used once. A path that writes the target
+through an illegal step is not solved.
+
+Process labels come from an exact oracle: a step is Positive iff it and every step before it
+are legal and the target can still be reached from the numbers it leaves (an exhaustive
+search over them: Math-Shepherd's "hard" label with an exact solver instead of Monte-Carlo
+rollouts). The final step is Positive iff it leaves exactly the target.
+
+Everything here is pure Python and deterministic; `verify_steps`, `solved` and `step_labels`
+never raise, whatever text they get.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Sequence
+
+NAME = "countdown"
+DIFFICULTY = "numbers"  # what a problem's difficulty counts
+COUNTDOWN_VERSION = "v1"
+MIN_NUMBER, MAX_NUMBER = 1, 20  # the input numbers
+MIN_TARGET, MAX_TARGET = 10, 100
+DIFFICULTIES = (3, 4, 5, 6)  # how many numbers
+MAX_VALUE = 1000  # a step result above this is illegal (keeps numbers short and the oracle fast)
+SPLIT_SIZES = {"train": 20000, "dev": 400, "test": 800}  # dev and test: equal counts per difficulty
+OPS = "+-*/"
+
+_QUESTION_RE = re.compile(r"\s*(\d+)\s*:\s*(\d+(?:\s+\d+)*)\s*")
+_STEP_RE = re.compile(r"\s*(\d+)\s*([-+*/])\s*(\d+)\s*=\s*(\d+)\s*\|\s*(\d+(?:\s+\d+)*)?\s*")
+
+
+@dataclass(frozen=True)
+class CountdownProblem:
+    id: str  # e.g. "test-v1-00042"
+    question: str  # e.g. "24:3 7 8 12"
+    target: int
+    numbers: tuple[int, ...]  # ascending
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        """A reference solution: one drawn uniformly among all solutions, seeded by the id
+        (computed on demand: up to ~0.5 s for six numbers)."""
+        return reference_solution(self.id, self.target, self.numbers)
+
+    @property
+    def answer(self) -> int:
+        return self.target
+
+    @property
+    def difficulty(self) -> int:
+        return len(self.numbers)
+
+
+@dataclass(frozen=True)
+class StepVerdict:
+    step_legal: tuple[bool, ...]  # each step legal, given legal steps before it
+    first_error: int | None  # the first illegal step
+    labels: tuple[bool, ...]  # the oracle's process labels (legal so far and target still reachable)
+    solved: bool  # all legal, all numbers used, the last state is the target (finishing is checked by `solved`)
+
+
+# -- text ----------------------------------------------------------------------------------
+
+
+def question_text(target: int, numbers: Sequence[int]) -> str:
+    return f"{target}:" + " ".join(map(str, sorted(numbers)))
+
+
+def parse_question(question: str) -> tuple[int, tuple[int, ...]] | None:
+    """(target, numbers ascending), or None if the text is not a countdown question."""
+    m = _QUESTION_RE.fullmatch(question) if isinstance(question, str) else None
+    if m is None or len(question) > 200:
+        return None
+    return int(m.group(1)), tuple(sorted(int(x) for x in m.group(2).split()))
+
+
+def step_text(a: int, op: str, b: int, c: int, rest: Sequence[int]) -> str:
+    return f"{a}{op}{b}={c}|" + " ".join(map(str, sorted(rest)))
+
+
+def parse_step(step: str) -> tuple[int, str, int, int, tuple[int, ...]] | None:
+    """(a, op, b, c, numbers left ascending), or None if malformed."""
+    m = _STEP_RE.fullmatch(step) if isinstance(step, str) else None
+    if m is None or len(step) > 200:
+        return None
+    rest = tuple(sorted(int(x) for x in m.group(5).split())) if m.group(5) else ()
+    return int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4)), rest
+
+
+# -- the rules ------------------------------------------------------------------------------
+
+
+def combine(a: int, op: str, b: int) -> int | None:
+    """a op b if it is a positive integer no larger than MAX_VALUE, else None."""
+    if op == "+":
+        c = a + b
+    elif op == "-":
+        c = a - b
+    elif op == "*":
+        c = a * b
+    elif op == "/":
+        c = a // b if b and a % b == 0 else 0
+    else:
+        return None
+    return c if 0 < c <= MAX_VALUE else None
+
+
+def apply_step(state: tuple[int, ...], step: str) -> tuple[int, ...] | None:
+    """The state after a legal step (ascending), or None if the step is illegal here."""
+    parsed = parse_step(step)
+    if parsed is None:
+        return None
+    a, op, b, c, rest = parsed
+    have = Counter(state)
+    have[a] -= 1
+    have[b] -= 1
+    if have[a] < 0 or have[b] < 0 or combine(a, op, b) != c:
+        return None
+    have[c] += 1
+    after = tuple(sorted(have.elements()))
+    return after if after == rest else None
+
+
+def moves(state: tuple[int, ...]) -> list[tuple[str, tuple[int, ...]]]:
+    """Every legal step from a state, as (step text, next state); each distinct step once."""
+    out = {}
+    for i in range(len(state)):
+        for j in range(len(state)):
+            if i == j:
+                continue
+            a, b = state[i], state[j]
+            rest = state[:min(i, j)] + state[min(i, j) + 1:max(i, j)] + state[max(i, j) + 1:]
+            for op in OPS:
+                if op in "+*" and a < b:
+                    continue  # commutative: write the larger first, once
+                c = combine(a, op, b)
+                if c is not None:
+                    after = tuple(sorted(rest + (c,)))
+                    out.setdefault(step_text(a, op, b, c, after), after)
+    return list(out.items())
+
+
+@functools.lru_cache(maxsize=200_000)
+def values(state: tuple[int, ...]) -> frozenset[int]:
+    """Every value reachable by combining ALL the numbers of state (a sorted tuple)."""
+    if len(state) == 1:
+        return frozenset(state)
+    out: set[int] = set()
+    n = len(state)
+    seen = set()
+    for mask in range(1, 2 ** n - 1):
+        if mask & 1 == 0:
+            continue  # each split {A, B} once: A holds the first number
+        left = tuple(state[i] for i in range(n) if mask >> i & 1)
+        right = tuple(state[i] for i in range(n) if not mask >> i & 1)
+        if (left, right) in seen:
+            continue
+        seen.add((left, right))
+        for x in values(left):
+            for y in values(right):
+                for a, b in ((x, y), (y, x)):
+                    for op in OPS:
+                        if op in "+*" and a < b:
+                            continue
+                        c = combine(a, op, b)
+                        if c is not None:
+                            out.add(c)
+    return frozenset(out)
+
+
+def reachable(state: tuple[int, ...], target: int) -> bool:
+    """Can the numbers of state, all of them, be combined into target?"""
+    return bool(state) and target in values(tuple(sorted(state)))
+
+
+# -- judging paths --------------------------------------------------------------------------
+
+
+def verify_steps(question: str, steps: Sequence[str]) -> StepVerdict:
+    """Legality of every step, the oracle's process labels and whether the path reaches the target."""
+    parsed = parse_question(question)
+    steps = list(steps) if isinstance(steps, (list, tuple)) else []
+    if parsed is None:
+        return StepVerdict((False,) * len(steps), 0 if steps else None, (False,) * len(steps), False)
+    target, state = parsed
+    legal, labels = [], []
+    broken = False
+    for step in steps:
+        after = None if broken else apply_step(state, step)
+        if after is None:
+            broken = True
+        else:
+            state = after
+        legal.append(not broken)
+        labels.append(not broken and reachable(state, target))
+    first = legal.index(False) if False in legal else None
+    solved = bool(steps) and first is None and state == (target,)
+    return StepVerdict(tuple(legal), first, tuple(labels), solved)
+
+
+def step_labels(question: str, steps: Sequence[str]) -> list[bool]:
+    """The oracle's process labels: Positive iff legal so far and the target still reachable."""
+    return list(verify_steps(question, steps).labels)
+
+
+def solved(question: str, steps: Sequence[str], finished: bool = True) -> bool:
+    """The whole path: finished, every step legal, every number used, the target reached."""
+    return finished and verify_steps(question, steps).solved
+
+
+def answer_of(steps: Sequence[str]) -> int | None:
+    """The number a path ends on (its last step's result), for voting; None if unreadable."""
+    for step in reversed(list(steps)):
+        parsed = parse_step(step)
+        if parsed is not None:
+            return parsed[3]
+    return None
+
+
+# -- problems -------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4096)
+def reference_solution(seed: str, target: int, numbers: tuple[int, ...]) -> tuple[str, ...]:
+    """A solution drawn uniformly among all step sequences that reach the target (each move
+    taken with probability proportional to the solutions through it)."""
+    rng = random.Random(seed)
+    count = _solution_counter(target)
+    state, steps = tuple(sorted(numbers)), []
+    while len(state) > 1:
+        options = [(step, after, count(after)) for step, after in moves(state)]
+        pick = rng.randrange(sum(weight for _, _, weight in options))
+        for step, after, weight in options:
+            pick -= weight
+            if pick < 0:
+                break
+        steps.append(step)
+        state = after
+    return tuple(steps)
+
+
+@functools.lru_cache(maxsize=200_000)
+def successors(state: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+    """The state after each legal move (one entry per distinct move, as `moves` counts them)."""
+    return tuple(after for _, after in moves(state))
+
+
+def _solution_counter(target: int):
+    @functools.lru_cache(maxsize=None)
+    def count(state: tuple[int, ...]) -> int:
+        if len(state) == 1:
+            return int(state[0] == target)
+        if len(state) <= 4 and target not in values(state):  # cheap to rule out; larger states just recurse
+            return 0
+        return sum(count(after) for after in successors(state))
+
+    return count
+
+
+def random_problem(rng: random.Random, k: int) -> tuple[int, tuple[int, ...]]:
+    """A solvable (target, numbers) with k numbers: the numbers at random, the target the end of
+    random legal moves over all of them, drawn again until it lies in the target range."""
+    while True:
+        numbers = tuple(sorted(rng.randint(MIN_NUMBER, MAX_NUMBER) for _ in range(k)))
+        state = numbers
+        while len(state) > 1:
+            _, state = rng.choice(moves(state))
+        if MIN_TARGET <= state[0] <= MAX_TARGET:
+            return state[0], numbers
+
+
+def generate_problems(n: int, seed: int, difficulties: Sequence[int] = DIFFICULTIES, prefix: str = "gen",
+                      exclude: frozenset[str] = frozenset(), balanced: bool = False) -> list[CountdownProblem]:
+    """n problems, deterministic in seed; the difficulty cycles over `difficulties` when
+    balanced, else is drawn at random. Questions in `exclude` (and repeats) are skipped."""
+    rng = random.Random(seed)
+    problems, seen = [], set(exclude)
+    while len(problems) < n:
+        k = difficulties[len(problems) % len(difficulties)] if balanced else rng.choice(list(difficulties))
+        target, numbers = random_problem(rng, k)
+        question = question_text(target, numbers)
+        if question in seen:
+            continue
+        seen.add(question)
+        problems.append(CountdownProblem(f"{prefix}-{COUNTDOWN_VERSION}-{len(problems):05d}", question, target, numbers))
+    return problems
+
+
+@functools.lru_cache(maxsize=None)
+def load_split(split: str) -> list[CountdownProblem]:
+    """The fixed splits: test and dev first (balanced over difficulty), then train, which never
+    repeats a dev or test question."""
+    if split not in SPLIT_SIZES:
+        raise ValueError(f"unknown countdown split {split!r}; choose from {sorted(SPLIT_SIZES)}")
+    if split == "test":
+        return generate_problems(SPLIT_SIZES["test"], seed=1001, prefix="test", balanced=True)
+    held_out = frozenset(p.question for p in load_split("test"))
+    if split == "dev":
+        return generate_problems(SPLIT_SIZES["dev"], seed=1002, prefix="dev", exclude=held_out, balanced=True)
+    held_out |= {p.question for p in load_split("dev")}
+    return generate_problems(SPLIT_SIZES["train"], seed=1003, prefix="train", exclude=held_out)
+
+
+def fresh_problems(n: int, seed: int, difficulties: Sequence[int] = DIFFICULTIES) -> list[CountdownProblem]:
+    """Problems for training beyond the train split: never a dev or test question."""
+    held_out = frozenset(p.question for split in ("dev", "test") for p in load_split(split))
+    return generate_problems(n, seed=10_000 + seed, difficulties=difficulties, prefix=f"fresh{seed}", exclude=held_out)

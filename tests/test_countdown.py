@@ -1,0 +1,138 @@
+"""The countdown world: generator, splits, the step verifier, the grader and the oracle labels."""
+
+import hashlib
+import random
+
+import pytest
+
+from evals.tasks import countdown as cd
+
+Q = "24:3 7 8 12"
+SOLUTION = ["8-7=1|1 3 12", "3-1=2|2 12", "12*2=24|24"]
+
+
+def fingerprint(problems) -> str:
+    return hashlib.sha256("\n".join(f"{p.id} {p.question}" for p in problems).encode()).hexdigest()[:16]
+
+
+def test_generation_is_deterministic_and_every_problem_is_solved_by_its_reference():
+    a, b = cd.generate_problems(40, seed=5), cd.generate_problems(40, seed=5)
+    assert a == b and a != cd.generate_problems(40, seed=6)
+    for p in a[:24] + [p for p in a if p.difficulty < 6][:16]:  # six-number references cost ~0.5 s each
+        assert p.question == cd.question_text(p.target, p.numbers)
+        assert cd.MIN_TARGET <= p.target <= cd.MAX_TARGET and all(cd.MIN_NUMBER <= x <= cd.MAX_NUMBER for x in p.numbers)
+        assert len(p.steps) == p.difficulty - 1 and cd.solved(p.question, p.steps)
+        assert all(cd.step_labels(p.question, p.steps))
+
+
+def test_splits_are_fixed_disjoint_and_balanced():
+    test, dev = cd.load_split("test"), cd.load_split("dev")
+    assert len(test) == 800 and len(dev) == 400
+    assert [sum(p.difficulty == k for p in test) for k in cd.DIFFICULTIES] == [200] * 4
+    assert not {p.question for p in test} & {p.question for p in dev}
+    fresh = cd.fresh_problems(300, seed=0)
+    assert not {p.question for p in fresh} & {p.question for p in test + dev}
+    assert len({p.question for p in test}) == 800  # no repeats
+    # pinned: a change to the generator is a new COUNTDOWN_VERSION
+    assert (fingerprint(test), fingerprint(dev)) == (cd_fingerprints["test"], cd_fingerprints["dev"])
+
+
+cd_fingerprints = {"test": "7c772d4f446cc022", "dev": "80c9300d375b113f"}
+
+
+def test_the_verifier_and_grader_by_hand():
+    assert cd.solved(Q, SOLUTION) and cd.verify_steps(Q, SOLUTION).step_legal == (True, True, True)
+    assert not cd.solved(Q, SOLUTION, finished=False)  # an unfinished path is not a solution
+    # legal moves into a dead end: all legal, not solved
+    dead = ["12-8=4|3 4 7", "7-4=3|3 3", "3*3=9|9"]
+    v = cd.verify_steps(Q, dead)
+    assert v.step_legal == (True, True, True) and not v.solved and v.labels == (False, False, False)
+    # claiming the target through bad arithmetic: illegal, not solved
+    v = cd.verify_steps(Q, ["12-8=4|3 4 7", "7-4=3|3 3", "3*3=24|24"])
+    assert v.step_legal == (True, True, False) and v.first_error == 2 and not v.solved
+    # a number not in the multiset, a wrong remaining multiset, a number used twice
+    assert cd.verify_steps(Q, ["9-7=2|2 3 12"]).first_error == 0
+    assert cd.verify_steps(Q, ["8-7=1|1 3 13"]).first_error == 0
+    assert cd.verify_steps(Q, ["12+12=24|3 7 8 24"]).first_error == 0
+    # only exact division, only positive results
+    assert cd.verify_steps("4:2 3 5", ["5/2=2|2 3"]).first_error == 0
+    assert cd.verify_steps("4:2 3 5", ["3-5=-2|2 -2"]).first_error == 0
+    assert cd.verify_steps("4:3 5 6", ["6/3=2|2 5"]).first_error is None
+    # stopping early (numbers left) or going on after the end
+    assert not cd.solved(Q, SOLUTION[:2]) and not cd.solved(Q, SOLUTION + ["24-1=23|23"])
+    # every step after an error is illegal too; the remaining multiset may be written in any order
+    assert cd.verify_steps(Q, ["9-7=2|2 3 12"] + SOLUTION[1:]).step_legal == (False, False, False)
+    assert cd.verify_steps(Q, ["8-7=1|12 3 1", "3-1=2|12 2", "12*2=24|24"]).solved
+
+
+@pytest.mark.parametrize("junk", ["", "hello", "1+1", "8-7=1", "8-7=1|", "|||", "8 - 7 = 1 | 1 3 12 x", "9" * 300, None, 42])
+def test_malformed_steps_and_questions_never_raise(junk):
+    v = cd.verify_steps(Q, [junk])
+    assert v.step_legal == (False,) and not v.solved and v.labels == (False,)
+    assert not cd.solved(junk, SOLUTION) and cd.step_labels(junk, SOLUTION) == [False] * 3
+    assert cd.verify_steps(Q, junk).step_legal == () or junk == ""
+
+
+def test_oracle_labels_on_hand_checked_states():
+    assert cd.reachable((1, 3, 12), 24)  # (3 - 1) * 12
+    assert not cd.reachable((3, 4, 7), 24)  # checked by hand: no way to 24 with all of 3, 4, 7
+    assert cd.reachable((3, 4, 7), 19)  # 3 * 4 + 7
+    assert cd.reachable((24,), 24) and not cd.reachable((23,), 24)
+    assert cd.values((2, 3)) == {5, 1, 6}  # 3+2, 3-2, 3*2 (3/2 is not exact)
+    assert cd.step_labels(Q, ["12-8=4|3 4 7"]) == [False]  # legal, but a dead end
+    assert cd.step_labels(Q, ["8-7=1|1 3 12"]) == [True]
+
+
+def test_reachability_agrees_with_brute_force_over_moves():
+    def brute(state, target):
+        if len(state) == 1:
+            return state[0] == target
+        return any(brute(after, target) for _, after in cd.moves(state))
+
+    rng = random.Random(0)
+    for _ in range(60):
+        state = tuple(sorted(rng.randint(1, 12) for _ in range(rng.randint(1, 4))))
+        target = rng.randint(1, 60)
+        assert cd.reachable(state, target) == brute(state, target), (state, target)
+
+
+def test_answer_of_reads_the_last_result():
+    assert cd.answer_of(SOLUTION) == 24 and cd.answer_of(["junk"]) is None and cd.answer_of([]) is None
+
+
+def test_the_world_interface_serves_both_worlds():
+    from evals.tasks import WORLDS, get_world
+
+    assert set(WORLDS) == {"arith", "countdown"}
+    for name, world in WORLDS.items():
+        p = world.load_split("dev")[0]
+        assert world.NAME == name and isinstance(world.DIFFICULTY, str) and p.difficulty >= 2
+        assert world.solved(p.question, p.steps, True) and all(world.step_labels(p.question, p.steps))
+        assert not world.solved(p.question, list(p.steps[:-1]) + ["junk"], True)
+        fresh = world.fresh_problems(5, seed=1)
+        assert not {q.question for q in fresh} & {q.question for q in world.load_split("test") + world.load_split("dev")}
+    with pytest.raises(KeyError, match="unknown world"):
+        get_world("chess")
+
+
+def test_datasets_grade_countdown_on_the_whole_path():
+    from engine.types import Path
+    from evals.datasets import Problem, load_problems
+
+    p = load_problems("countdown-test")[0]
+    assert p.world == "countdown" and p.difficulty == 3 and p.grade(None, Path(p.question, cd.load_split("test")[0].steps, True))
+    p = Problem("x", Q, "24", 4, "countdown")
+    assert p.grade("24", Path(Q, tuple(SOLUTION), True)) and not p.grade("24", Path(Q, tuple(SOLUTION), False))
+    assert not p.grade("24", Path(Q, ("12-8=4|3 4 7", "7-4=3|3 3", "3*3=24|24"), True))  # the right number through a wrong step
+    with pytest.raises(ValueError, match="whole path"):
+        p.grade("24")
+
+
+def test_the_oracle_prm_scores_the_exact_labels():
+    from engine.format import StepFormat
+    from engine.types import Path
+    from evals.oracle import OraclePRM
+
+    prm = OraclePRM("countdown", StepFormat())
+    out = prm.score([Path(Q, tuple(SOLUTION)), Path(Q, ("12-8=4|3 4 7", "7-4=3|3 3")), Path(Q, ("junk",))])
+    assert out.scores == [[1.0, 1.0, 1.0], [0.0, 0.0], [0.0]] and out.cost.prm_tokens_computed == 0
