@@ -176,6 +176,8 @@ def summarize(rows: list[dict]) -> dict:
         "seconds": seconds,
         "generated_tokens_per_second": cost("generated_tokens") / seconds if seconds else 0.0,
         "accuracy_by_difficulty": by_difficulty(rows),
+        "generated_tokens_by_difficulty": by_difficulty(rows, lambda r: r["cost"]["generated_tokens"]),
+        "problems_by_difficulty": by_difficulty(rows, lambda r: 1, mean=False),
         "difficulty_unit": next((r["difficulty_unit"] for r in rows if r.get("difficulty_unit")), "operands"),
     }
 
@@ -188,13 +190,13 @@ def row_difficulty(row: dict):
     return row.get("difficulty", row.get("n_operands"))  # n_operands: rows written before the worlds had one name for it
 
 
-def by_difficulty(rows: list[dict]) -> dict[str, float]:
-    """Accuracy per difficulty where the dataset has one."""
-    groups: dict[str, list[bool]] = {}
+def by_difficulty(rows: list[dict], value=lambda r: r["correct"], mean: bool = True) -> dict[str, float]:
+    """The mean (or sum) of value(row) per difficulty where the dataset has one: accuracy by default."""
+    groups: dict[str, list[float]] = {}
     for r in rows:
         if row_difficulty(r) is not None:
-            groups.setdefault(str(row_difficulty(r)), []).append(r["correct"])
-    return {k: sum(v) / len(v) for k, v in sorted(groups.items(), key=lambda kv: int(kv[0]))}
+            groups.setdefault(str(row_difficulty(r)), []).append(value(r))
+    return {k: sum(v) / len(v) if mean else sum(v) for k, v in sorted(groups.items(), key=lambda kv: int(kv[0]))}
 
 
 def difficulty_table(summaries: list[dict]) -> str:
@@ -230,7 +232,7 @@ def markdown_table(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(summaries: list[dict], path: Path) -> None:
+def plot(summaries: list[dict], path: Path, frontier: list[dict] = ()) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -242,6 +244,9 @@ def plot(summaries: list[dict], path: Path) -> None:
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
         for x, y, n in points:
             ax.annotate(f"n={n}", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
+    if frontier:
+        ax.plot([f["generated_tokens_per_problem"] for f in frontier], [f["accuracy"] for f in frontier], "k--", marker="*",
+                label="compute-optimal (best strategy per difficulty)")
     ax.set_xscale("log")
     ax.set_xlabel("generated tokens per problem (log)")
     ax.set_ylabel("accuracy")
@@ -302,9 +307,15 @@ def main(argv: list[str] | None = None) -> None:
     table = report_tables(summaries)
     print(f"\n{args.dataset}, {len(problems)} problems\n{table}")
     if args.compare:
+        from evals.compute_optimal import compute_optimal, frontier_table
+
+        optimal = compute_optimal(summaries)
+        if optimal["frontier"]:
+            table += "\n\n" + frontier_table(optimal)
+            print(frontier_table(optimal))
         (out / "compare.md").write_text(table + "\n")
         (out / "compare.json").write_text(json.dumps(summaries, indent=2) + "\n")
-        plot(summaries, out / "compare.png")
+        plot(summaries, out / "compare.png", optimal["frontier"])
         print(f"\nwrote {out / 'compare.md'} and {out / 'compare.png'}")
 
 

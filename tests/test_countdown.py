@@ -136,3 +136,14 @@ def test_the_oracle_prm_scores_the_exact_labels():
     prm = OraclePRM("countdown", StepFormat())
     out = prm.score([Path(Q, tuple(SOLUTION)), Path(Q, ("12-8=4|3 4 7", "7-4=3|3 3")), Path(Q, ("junk",))])
     assert out.scores == [[1.0, 1.0, 1.0], [0.0, 0.0], [0.0]] and out.cost.prm_tokens_computed == 0
+
+
+def test_random_paths_are_labelled_by_the_oracle_and_include_false_claims():
+    problems = cd.generate_problems(20, seed=3, difficulties=(3, 4))
+    rows = cd.random_paths(problems, per_problem=3, seed=0)
+    assert len({(r["question"], tuple(r["completions"])) for r in rows}) == len(rows)
+    for r in rows:
+        assert r["labels"] == cd.step_labels(r["question"], r["completions"])
+    claims = [r for r in rows if not cd.verify_steps(r["question"], r["completions"]).step_legal[-1]]
+    assert claims and all(r["completions"][-1].endswith(f"|{r['question'].split(':')[0]}") and not r["labels"][-1] for r in claims)
+    assert any(all(r["labels"]) for r in rows)  # some random paths solve the problem

@@ -50,6 +50,7 @@ class PRMConfig(StepTrainingArguments):
     eval_file: str | None = field(default=None, metadata={"help": "Held-out stepwise JSONL. Default: rollouts on the arith dev split."})
     policy: str = field(default=str(DEFAULT_POLICY), metadata={"help": "Policy directory that makes the rollouts."})
     world: str = field(default="arith", metadata={"help": "Embedded world of the default rollouts and their exact labels: arith or countdown."})
+    random_paths: int = field(default=0, metadata={"help": "Countdown: also this many random legal move sequences per rollout problem (and each with a last step that claims the target wrongly), oracle-labelled."})
     rollout_problems: int = field(default=20000, metadata={"help": "Problems (2-6 operands, none from dev/test) to roll out."})
     rollouts_per_problem: int = field(default=4, metadata={"help": "Rollouts per problem."})
     rollout_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the rollouts."})
@@ -96,6 +97,8 @@ def default_rollouts(cfg: PRMConfig) -> tuple[FsPath, FsPath]:
     train_rows = rollout_rows(policy, problems, cfg.rollouts_per_problem, cfg.rollout_temperature, references=world is arith, world=world)
     eval_rows = rollout_rows(policy, world.load_split("dev")[: cfg.eval_problems], cfg.rollouts_per_problem, cfg.rollout_temperature,
                              references=False, world=world)
+    if cfg.random_paths:
+        train_rows += world.random_paths(problems, cfg.random_paths, seed=cfg.seed + 17)
     del policy
     gc.collect()
     write_jsonl(train_path, train_rows)

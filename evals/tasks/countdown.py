@@ -325,3 +325,26 @@ def fresh_problems(n: int, seed: int, difficulties: Sequence[int] = DIFFICULTIES
     """Problems for training beyond the train split: never a dev or test question."""
     held_out = frozenset(p.question for split in ("dev", "test") for p in load_split(split))
     return generate_problems(n, seed=10_000 + seed, difficulties=difficulties, prefix=f"fresh{seed}", exclude=held_out)
+
+
+def random_paths(problems: Sequence[CountdownProblem], per_problem: int, seed: int) -> list[dict]:
+    """Oracle-labelled paths beyond any policy's rollouts, for PRM training: per problem,
+    `per_problem` paths of uniformly random legal moves (mostly dead ends, some solutions),
+    and with each of them the same path whose last step claims the target through wrong
+    arithmetic (`3*3=24|24`, the failure a policy trained on solutions makes most). Rows are
+    {"question", "completions", "labels"} (trainers.prm's stepwise rows), each distinct path once."""
+    rng = random.Random(seed)
+    rows: dict[tuple, dict] = {}
+    for p in problems:
+        for _ in range(per_problem):
+            state, steps = p.numbers, []
+            while len(state) > 1:
+                step, state = rng.choice(moves(state))
+                steps.append(step)
+            paths = [steps]
+            a, op, b, c, _ = parse_step(steps[-1])
+            if c != p.target:
+                paths.append(steps[:-1] + [f"{a}{op}{b}={p.target}|{p.target}"])
+            for path in paths:
+                rows.setdefault((p.question, tuple(path)), {"question": p.question, "completions": path, "labels": step_labels(p.question, path)})
+    return list(rows.values())
