@@ -3,6 +3,7 @@
     python -m evals.prm_eval --prm models/prm --data processbench.jsonl
     python -m evals.prm_eval --prm DIR --data steps.jsonl --sep "\n\n" --positive + --negative - --prompt-template "{question}\n"
     python -m evals.prm_eval --recipe recipes/smollm2-qwen-prm.yaml --data champ    # any recipe's PRM, CHAMP's annotations
+    python -m evals.prm_eval --run runs/cd-bon16 --dataset countdown-test   # within-problem AUROC of a run's final candidates
 
 --data rows are any layout evals.step_data reads: stepwise `{"question", "completions",
 "labels"}`, ProcessBench `{"problem", "steps", "label": first wrong step or -1}`,
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path as FsPath
 from typing import Sequence
 
 
@@ -66,6 +68,43 @@ def prm_metrics(scores: Sequence[Sequence[float]], labels: Sequence[Sequence[boo
     }
 
 
+def within_problem_auroc(groups: Sequence[tuple[Sequence[float], Sequence[bool]]]) -> tuple[float | None, int]:
+    """AUROC of a PRM's scores between solved and unsolved candidates of the same problem: over
+    every (solved, unsolved) pair of candidates that share a problem, the fraction the solved
+    one outscores (ties count half). Returns (AUROC or None, problems with both kinds)."""
+    wins = pairs = 0.0
+    problems = 0
+    for scores, solved in groups:
+        good = [s for s, ok in zip(scores, solved) if ok]
+        bad = [s for s, ok in zip(scores, solved) if not ok]
+        if good and bad:
+            problems += 1
+            for g in good:
+                for b in bad:
+                    wins += 1.0 if g > b else 0.5 if g == b else 0.0
+                    pairs += 1
+    return (wins / pairs if pairs else None), problems
+
+
+def run_auroc(run_dir: str, dataset: str, aggregation: str = "last") -> dict:
+    """within_problem_auroc over the final candidates of an evals.run directory (best_of_n, say):
+    each candidate graded by the dataset's grader, scored by its aggregated step scores."""
+    from engine.types import Path
+    from evals.datasets import load_problems
+    from evals.run import read_results
+    from strategies import aggregate
+
+    problems = {p.id: p for p in load_problems(dataset)}
+    groups = []
+    for row in read_results(FsPath(run_dir) / "results.jsonl"):
+        p = problems[row["id"]]
+        cands = [c for c in row["candidates"] if c["scores"]]
+        solved = [p.grade(None, Path(p.question, tuple(c["steps"]), c.get("finished", True))) for c in cands]
+        groups.append(([aggregate(c["scores"], aggregation) for c in cands], solved))
+    auroc, both = within_problem_auroc(groups)
+    return {"within_problem_auroc": auroc, "problems_with_both": both, "problems": len(groups)}
+
+
 def main(argv: list[str] | None = None) -> None:
     from engine import HFPRM, Path, StepFormat
     from engine.models import DEFAULT_PRM, ModelDirError
@@ -76,7 +115,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prm", default=None, help="PRM model directory (default: the recipe's, else models/prm)")
     parser.add_argument("--recipe", default=None, help="score with a recipe's PRM (its format and kind, served by vLLM)")
-    parser.add_argument("--data", required=True, help="step-labelled paths: a file in any layout evals.step_data reads, or 'champ'")
+    parser.add_argument("--data", default=None, help="step-labelled paths: a file in any layout evals.step_data reads, or 'champ'")
+    parser.add_argument("--run", default=None, help="instead: an evals.run directory; report the within-problem AUROC of its final candidates")
+    parser.add_argument("--dataset", default=None, help="with --run: the dataset it ran on (grades each candidate)")
+    parser.add_argument("--aggregation", default="last", help="with --run: how step scores make a candidate's score")
     parser.add_argument("--limit", type=int, default=None, help="first N paths only")
     parser.add_argument("--threshold", type=float, default=0.5, help="a step is judged wrong below this P(correct)")
     parser.add_argument("--sep", default=StepFormat.sep)
@@ -85,6 +127,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prompt-template", default=StepFormat.prompt_template)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+    if args.run:
+        if not args.dataset:
+            parser.error("--run needs --dataset")
+        print(json.dumps(run_auroc(args.run, args.dataset, args.aggregation), indent=2))
+        return
+    if not args.data:
+        parser.error("one of --data or --run is required")
     try:
         rows = load_step_labels(args.data)[: args.limit]
         if args.recipe:

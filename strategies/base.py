@@ -82,7 +82,7 @@ class SearchResult:
             "steps": list(self.path.steps) if self.path else [],
             "finished": bool(self.path and self.path.finished),
             "scores": self.scores,
-            "candidates": [{"steps": list(c.path.steps), "scores": c.scores} for c in self.candidates],
+            "candidates": [{"steps": list(c.path.steps), "finished": c.path.finished, "scores": c.scores} for c in self.candidates],
             "cost": self.cost.as_dict(),
         }
 

@@ -133,3 +133,13 @@ def test_prm_cli_help_and_errors(tmp_path):
         assert option in help_text
     run = subprocess.run(cli + ["--init_model", str(tmp_path / "nope"), "--output_dir", str(tmp_path / "o")], capture_output=True, text=True)
     assert run.returncode != 0 and "init model directory not found" in run.stderr
+
+
+def test_within_problem_auroc_by_hand():
+    from evals.prm_eval import within_problem_auroc
+
+    # problem 1: solved .9 vs unsolved .5 and .9 -> 1 + 0.5 of 2 pairs; problem 2 has no unsolved one: left out
+    groups = [([.9, .5, .9], [True, False, False]), ([.3, .2], [True, True]), ([.1, .4], [True, False])]
+    auroc, both = within_problem_auroc(groups)
+    assert both == 2 and auroc == pytest.approx((1 + 0.5 + 0) / 3)
+    assert within_problem_auroc([([.5], [True])]) == (None, 0)

@@ -148,3 +148,16 @@ def test_torchrun_two_cpu_processes_train_one_model(tmp_path):
     state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["epoch"] == pytest.approx(4 / (200 // (8 * 2)))  # 2 processes x 8 rows per step: 12 steps an epoch
     assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
+
+
+def test_countdown_world_rows_are_uniform_reference_solutions(tmp_path):
+    from evals.tasks import countdown
+
+    cfg = StepSFTConfig(output_dir=str(tmp_path / "cd"), world="countdown", max_steps=3, save_steps=10, data_workers=1,
+                        **{**TINY, "max_train_rows": 48, "eval_problems": 4})
+    train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "cd" / "data" / "train.jsonl").read_text().splitlines()]
+    train_split = countdown.load_split("train")[:48]
+    assert [r["question"] for r in rows] == [p.question for p in train_split]
+    assert all(countdown.solved(r["question"], r["steps"]) for r in rows)
+    assert json.loads((tmp_path / "cd" / "dev_greedy.json").read_text())["all"]["total"] == 4

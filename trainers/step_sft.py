@@ -76,7 +76,7 @@ def train_problems(cfg: StepSFTConfig) -> list:
     (arith); the train split topped up with fresh problems to --max_train_rows (countdown)."""
     if cfg.world != "arith":
         world = get_world(cfg.world)
-        problems = world.load_split("train")
+        problems = world.load_split("train")[: cfg.max_train_rows]
         extra = (cfg.max_train_rows or len(problems)) - len(problems)
         return problems + (world.fresh_problems(extra, seed=cfg.seed + 11) if extra > 0 else [])
     try:
