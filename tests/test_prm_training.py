@@ -143,3 +143,25 @@ def test_within_problem_auroc_by_hand():
     auroc, both = within_problem_auroc(groups)
     assert both == 2 and auroc == pytest.approx((1 + 0.5 + 0) / 3)
     assert within_problem_auroc([([.5], [True])]) == (None, 0)
+
+
+def test_countdown_prm_data_is_the_policys_rollouts_and_random_paths_labelled_by_the_oracle(tmp_path):
+    import json
+
+    from evals.tasks import countdown
+    from trainers.prm import PRMConfig, train
+    from trainers.step_sft import StepSFTConfig
+    from trainers.step_sft import train as train_sft
+
+    policy = tmp_path / "policy"  # a tiny countdown policy: enough to make rollouts
+    train_sft(StepSFTConfig(output_dir=str(policy), world="countdown", max_train_rows=32, max_steps=20, hidden_size=64, num_layers=2,
+                            num_heads=2, intermediate_size=128, per_device_train_batch_size=16, learning_rate=3e-3, eval_problems=0,
+                            data_workers=1, disable_tqdm=True))
+    cfg = PRMConfig(output_dir=str(tmp_path / "prm"), world="countdown", policy=str(policy), init_model=str(policy), rollout_problems=6,
+                    rollouts_per_problem=2, random_paths=2, eval_problems=3, max_steps=2, per_device_train_batch_size=8, disable_tqdm=True)
+    train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "prm" / "rollouts" / "train.jsonl").read_text().splitlines()]
+    assert rows and all(r["labels"] == countdown.step_labels(r["question"], r["completions"]) for r in rows)
+    fresh = {p.question for p in countdown.fresh_problems(6, seed=cfg.seed + 7)}
+    assert {r["question"] for r in rows} == fresh  # never a dev or test question
+    assert sum(not r["labels"][-1] for r in rows) > 0 and (tmp_path / "prm" / "prm_eval.json").is_file()

@@ -45,8 +45,8 @@ MAX_VALUE = 1000  # a step result above this is illegal (keeps numbers short and
 SPLIT_SIZES = {"train": 20000, "dev": 400, "test": 800}  # dev and test: equal counts per difficulty
 OPS = "+-*/"
 
-_QUESTION_RE = re.compile(r"\s*(\d+)\s*:\s*(\d+(?:\s+\d+)*)\s*")
-_STEP_RE = re.compile(r"\s*(\d+)\s*([-+*/])\s*(\d+)\s*=\s*(\d+)\s*\|\s*(\d+(?:\s+\d+)*)?\s*")
+_QUESTION_RE = re.compile(r"\s*([0-9]+)\s*:\s*([0-9]+(?:\s+[0-9]+)*)\s*")
+_STEP_RE = re.compile(r"\s*([0-9]+)\s*([-+*/])\s*([0-9]+)\s*=\s*([0-9]+)\s*\|\s*([0-9]+(?:\s+[0-9]+)*)?\s*")
 
 
 @dataclass(frozen=True)
