@@ -46,7 +46,8 @@ def qwen_prm(qwen):
 
 def test_every_recipe_file_loads():
     names = {p.stem: load_recipe(p) for p in RECIPES.glob("*.yaml")}
-    assert set(names) == {"arith", "smollm2-shepherd", "smollm2-qwen-prm"}
+    assert set(names) == {"arith", "countdown", "smollm2-shepherd", "smollm2-qwen-prm"}
+    assert names["countdown"].policy_spec.format.answer_format == "last_number"  # votes over the number a path ends on
     assert names["smollm2-shepherd"].policy_spec.format == names["smollm2-qwen-prm"].policy_spec.format
     assert names["smollm2-shepherd"].policy_spec.format.sep == "\n\n"
     assert names["smollm2-qwen-prm"].prm_spec.kind == "classifier"
