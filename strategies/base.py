@@ -141,13 +141,13 @@ class Services:
         children = [[path.extend(step) for step in steps] for (_, path), steps in zip(items, out.steps)]
         return self._scored(items, children)
 
-    def rollout(self, items: Sequence[tuple[int, Path]], n: int, score: bool = True, temperature: float | None = None) -> list[list[Candidate]]:
+    def rollout(self, items: Sequence[tuple[int, Path]], n: int, score: bool = True) -> list[list[Candidate]]:
         """n scored rollouts to EOS of each (problem index, path): one complete call, one score call."""
         if not items:
             return []
         cfg = self.config
-        out = self.policy.complete([p for _, p in items], n, temperature=cfg.temperature if temperature is None else temperature,
-                                   top_p=cfg.top_p, max_tokens=cfg.max_tokens, seeds=self._seeds(items))
+        out = self.policy.complete([p for _, p in items], n, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens,
+                                   seeds=self._seeds(items))
         self._book(out.cost, [i for i, _ in items])
         if not score:
             return [[Candidate(p, []) for p in paths] for paths in out.paths]

@@ -87,10 +87,7 @@ def default_rollouts(cfg: PRMConfig) -> tuple[FsPath, FsPath]:
     from engine.policy import Policy
 
     world = get_world(cfg.world)
-    if world is arith:
-        problems = arith.fresh_problems(cfg.rollout_problems, seed=cfg.seed + 7, n_operands=(2, 6))
-    else:
-        problems = world.fresh_problems(cfg.rollout_problems, seed=cfg.seed + 7)
+    problems = world.fresh_problems(cfg.rollout_problems, seed=cfg.seed + 7)  # arith: 2-6 operands
     policy = Policy(cfg.policy, cfg.format_of("policy"))  # the rollouts are the policy's, in its format
     # arith adds its reference solutions as all-Positive paths; countdown's policy rollouts hold
     # solutions already, and drawing references costs up to 0.5 s a problem
