@@ -168,3 +168,28 @@ def test_evals_run_on_countdown_with_the_shipped_policy_and_the_oracle_prm(tmp_p
     bad = subprocess.run([sys.executable, "-m", "evals.run", "--prm", "oracle", "--dataset", "arith-test", "--limit", "2", "--strategy", "beam",
                           "--output", str(tmp_path / "bad")], capture_output=True, text=True)
     assert bad.returncode == 0  # arith is an embedded world too: its oracle is its exact verifier
+
+
+def test_every_strategy_end_to_end_on_the_countdown_recipe_with_its_learned_prm(tmp_path):
+    """The shipped countdown policy and PRM (recipes/countdown.yaml) under every strategy, one engine pair."""
+    import json
+    import subprocess
+    import sys
+
+    from strategies import STRATEGIES
+
+    out = tmp_path / "cmp"
+    run = subprocess.run([sys.executable, "-m", "evals.run", "--recipe", "recipes/countdown.yaml", "--compare", "--strategies", ",".join(STRATEGIES),
+                          "--budgets", "4", "--limit", "8", "--output", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    solved = 0
+    for name in STRATEGIES:
+        n = 1 if name in ("greedy", "greedy_retry") else 4
+        rows = [json.loads(line) for line in (out / f"{name}-n{n}" / "results.jsonl").read_text().splitlines()]
+        assert len(rows) == 8 and {r["difficulty"] for r in rows} == {3, 4, 5, 6}, name
+        for r in rows:  # graded on the whole path; the learned PRM's scores are probabilities
+            assert r["correct"] == (r["finished"] and cd.solved(r["question"], r["steps"])), name
+            assert all(0.0 <= s <= 1.0 for s in r["scores"]), name
+        solved += sum(r["correct"] for r in rows)
+    assert solved > 0
+    assert "beam" in (out / "compare.md").read_text()

@@ -11,8 +11,8 @@ from engine import HFPRM, VLLMPRM, Path, Policy, PromptTooLongError, StepFormat,
 from engine.models import DEFAULT_POLICY, ModelDirError
 from engine.prm import p_correct
 from evals.tasks import arith
-from trainers.step_sft import StepSFTConfig, fresh_llama
-from trainers.tokenizer import build_char_tokenizer
+from trainers.common import fresh_llama
+from trainers.step_sft import StepSFTConfig
 
 
 def mixed_paths(problems, policy) -> list[Path]:
@@ -137,8 +137,7 @@ def test_nan_scores_are_refused():
 
 
 def tiny_model_dir(path, fmt: StepFormat):
-    tok = build_char_tokenizer(fmt)
-    model = fresh_llama(StepSFTConfig(output_dir="unused", hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64), tok)
+    model, tok = fresh_llama(StepSFTConfig(output_dir="unused", hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64), fmt, seed=0)
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path

@@ -158,10 +158,19 @@ def test_countdown_prm_data_is_the_policys_rollouts_and_random_paths_labelled_by
                             num_heads=2, intermediate_size=128, per_device_train_batch_size=16, learning_rate=3e-3, eval_problems=0,
                             data_workers=1, disable_tqdm=True))
     cfg = PRMConfig(output_dir=str(tmp_path / "prm"), world="countdown", policy=str(policy), init_model=str(policy), rollout_problems=6,
-                    rollouts_per_problem=2, random_paths=2, eval_problems=3, max_steps=2, per_device_train_batch_size=8, disable_tqdm=True)
-    train(cfg)
-    rows = [json.loads(line) for line in (tmp_path / "prm" / "rollouts" / "train.jsonl").read_text().splitlines()]
+                    rollouts_per_problem=2, random_paths=2, eval_problems=3, max_steps=2, per_device_train_batch_size=8, disable_tqdm=True,
+                    data_only=True)
+    rollouts = tmp_path / "prm" / "rollouts"
+    assert train(cfg) is None and not (tmp_path / "prm" / "model.safetensors").exists()  # --data_only: the data, no training
+    rows = [json.loads(line) for line in (rollouts / "train.jsonl").read_text().splitlines()]
     assert rows and all(r["labels"] == countdown.step_labels(r["question"], r["completions"]) for r in rows)
     fresh = {p.question for p in countdown.fresh_problems(6, seed=cfg.seed + 7)}
     assert {r["question"] for r in rows} == fresh  # never a dev or test question
-    assert sum(not r["labels"][-1] for r in rows) > 0 and (tmp_path / "prm" / "prm_eval.json").is_file()
+    assert sum(not r["labels"][-1] for r in rows) > 0
+
+    # train elsewhere on those files: a fresh PRM of its own size, stopped by --max_train_minutes
+    trainer = train(PRMConfig(output_dir=str(tmp_path / "fresh"), init_model="fresh", hidden_size=32, num_layers=1, num_heads=2,
+                              intermediate_size=64, train_file=str(rollouts / "train.jsonl"), eval_file=str(rollouts / "dev.jsonl"),
+                              max_steps=10**6, max_train_minutes=0.01, per_device_train_batch_size=8, disable_tqdm=True))
+    assert 1 <= trainer.state.global_step < 10**6
+    assert trainer.model.config.num_hidden_layers == 1 and (tmp_path / "fresh" / "prm_eval.json").is_file()

@@ -11,7 +11,8 @@ from engine.format import ARITH_FORMAT
 from evals.greedy import greedy_steps
 from evals.tasks import arith
 from trainers.data import IGNORE_INDEX, DataError, load_sft_jsonl, tokenize_sft
-from trainers.step_sft import StepSFTConfig, fresh_llama, train, train_problems
+from trainers.common import fresh_llama
+from trainers.step_sft import StepSFTConfig, train, train_problems
 from trainers.tokenizer import build_char_tokenizer
 
 KEEP_ALIVE = []
@@ -33,9 +34,8 @@ def test_labels_cover_exactly_the_response():
 
 
 def test_model_loss_is_the_response_nll_shifted_once():
-    tok = build_char_tokenizer()
     cfg = StepSFTConfig(output_dir="unused", **{k: v for k, v in TINY.items() if k in ("hidden_size", "num_layers", "num_heads", "intermediate_size")})
-    model = fresh_llama(cfg, tok)
+    model, tok = fresh_llama(cfg, ARITH_FORMAT, seed=0)
     ex = tokenize_sft({"question": "12-3*4", "steps": ["12-12", "0"]}, StepEncoder(tok, ARITH_FORMAT))
     ids, labels = torch.tensor([ex["input_ids"]]), torch.tensor([ex["labels"]])
     out = model(input_ids=ids, labels=labels)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from transformers import HfArgumentParser, Trainer, TrainingArguments
+from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from engine.format import StepFormat
@@ -27,6 +28,8 @@ class StepTrainingArguments(TrainingArguments):
     positive: str = field(default=StepFormat.positive, metadata={"help": "PRM label token for a correct step."})
     negative: str = field(default=StepFormat.negative, metadata={"help": "PRM label token for a wrong step."})
     prompt_template: str = field(default=StepFormat.prompt_template, metadata={"help": "Prompt template with {question}."})
+    max_train_minutes: float | None = field(default=None, metadata={"help": "Stop training after this many minutes (then save as usual); for a lent machine with a time limit."})
+    dataset_num_proc: int | None = field(default=None, metadata={"help": "Processes that tokenize the training rows (default: one)."})
     recipe: str | None = field(default=None, metadata={"help": "A recipes/*.yaml file: its step format (the policy's, or the PRM's for trainers.prm) replaces the format options above."})
     # Defaults that differ from TrainingArguments'.
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
@@ -67,8 +70,60 @@ class StepTrainingArguments(TrainingArguments):
         return StepFormat(sep=self.sep, eos=self.eos, positive=self.positive, negative=self.negative, prompt_template=self.prompt_template)
 
 
+@dataclass
+class FreshModelArguments:
+    """The size of a fresh (randomly initialized) Llama, for trainers that can start from one."""
+
+    hidden_size: int = field(default=256, metadata={"help": "Fresh model: width."})
+    num_layers: int = field(default=4, metadata={"help": "Fresh model: transformer layers."})
+    num_heads: int = field(default=4, metadata={"help": "Fresh model: attention heads."})
+    intermediate_size: int = field(default=768, metadata={"help": "Fresh model: MLP width."})
+
+
+def fresh_llama(cfg: FreshModelArguments, fmt: StepFormat, seed: int):
+    """A randomly initialized Llama of cfg's size (seeded) and the embedded worlds' character tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from trainers.tokenizer import build_char_tokenizer
+
+    tokenizer = build_char_tokenizer(fmt)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_heads,
+        intermediate_size=cfg.intermediate_size,
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config), tokenizer
+
+
+class TimeLimit(TrainerCallback):
+    """Ends training once `minutes` have passed since it started (the model is then saved as usual)."""
+
+    def __init__(self, minutes: float):
+        self.seconds, self.start = minutes * 60, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.monotonic() - self.start > self.seconds:
+            print(f"time limit: stopping at step {state.global_step} after {self.seconds / 60:g} minutes")
+            control.should_training_stop = True
+
+
 def fit(trainer: Trainer, output_dir: str) -> Path:
     """Train (resuming from the last checkpoint in output_dir, if any), then save an HF model directory."""
+    if getattr(trainer.args, "max_train_minutes", None):
+        trainer.add_callback(TimeLimit(trainer.args.max_train_minutes))
     last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
     if last:
         print(f"resuming from {last}")

@@ -78,15 +78,16 @@ def tokenize_sft(row: dict, encoder: StepEncoder) -> dict:
     return {"input_ids": prompt_ids + response_ids, "labels": [IGNORE_INDEX] * len(prompt_ids) + response_ids}
 
 
-def sft_dataset(rows: list[dict], encoder: StepEncoder, max_length: int) -> Dataset:
-    return _tokenized(rows, tokenize_sft, encoder, max_length)
+def sft_dataset(rows: list[dict], encoder: StepEncoder, max_length: int, num_proc: int | None = None) -> Dataset:
+    return _tokenized(rows, tokenize_sft, encoder, max_length, num_proc)
 
 
-def _tokenized(rows: list[dict], tokenize, encoder: StepEncoder, max_length: int) -> Dataset:
-    """Tokenized dataset; rows longer than max_length are dropped (with a count)."""
+def _tokenized(rows: list[dict], tokenize, encoder: StepEncoder, max_length: int, num_proc: int | None = None) -> Dataset:
+    """Tokenized dataset (num_proc processes); rows longer than max_length are dropped (with a count)."""
     features = Features({"input_ids": List(Value("int64")), "labels": List(Value("int64"))})
     ds = Dataset.from_list(rows).map(
-        tokenize, fn_kwargs={"encoder": encoder}, remove_columns=list(rows[0].keys()), features=features, desc="tokenize"
+        tokenize, fn_kwargs={"encoder": encoder}, remove_columns=list(rows[0].keys()), features=features, desc="tokenize",
+        num_proc=num_proc,
     )
     kept = ds.filter(lambda ex: len(ex["input_ids"]) <= max_length, desc="length filter")
     if len(kept) < len(ds):
@@ -141,5 +142,5 @@ def tokenize_prm(row: dict, encoder: StepEncoder) -> dict:
     return {"input_ids": ids, "labels": labels}
 
 
-def prm_dataset(rows: list[dict], encoder: StepEncoder, max_length: int) -> Dataset:
-    return _tokenized(rows, tokenize_prm, encoder, max_length)
+def prm_dataset(rows: list[dict], encoder: StepEncoder, max_length: int, num_proc: int | None = None) -> Dataset:
+    return _tokenized(rows, tokenize_prm, encoder, max_length, num_proc)

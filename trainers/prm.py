@@ -34,18 +34,18 @@ from engine.models import DEFAULT_POLICY, check_model_dir, load_tokenizer
 from engine.types import Path
 from evals.prm_eval import prm_metrics
 from evals.tasks import arith, get_world
-from trainers.common import StepTrainingArguments, cli, fit
+from trainers.common import FreshModelArguments, StepTrainingArguments, cli, fit, fresh_llama
 from trainers.data import load_prm_jsonl, prm_dataset, write_jsonl
 from trainers.losses import IGNORE_INDEX, prm_loss
 
 
 @dataclass
-class PRMConfig(StepTrainingArguments):
+class PRMConfig(StepTrainingArguments, FreshModelArguments):
     """PRM options; every transformers TrainingArguments option is accepted too."""
 
     format_role = "prm"  # --recipe supplies the PRM's step format
 
-    init_model: str = field(default=str(DEFAULT_POLICY), metadata={"help": "HF causal-LM directory to start from (default: the shipped policy)."})
+    init_model: str = field(default=str(DEFAULT_POLICY), metadata={"help": "HF causal-LM directory to start from (default: the shipped policy), or 'fresh': a new Llama of the size options with the character tokenizer."})
     train_file: str | None = field(default=None, metadata={"help": "Stepwise JSONL {'question'|'prompt', 'completions', 'labels'}. Default: verifier-labelled policy rollouts."})
     eval_file: str | None = field(default=None, metadata={"help": "Held-out stepwise JSONL. Default: rollouts on the arith dev split."})
     policy: str = field(default=str(DEFAULT_POLICY), metadata={"help": "Policy directory that makes the rollouts."})
@@ -55,6 +55,7 @@ class PRMConfig(StepTrainingArguments):
     rollouts_per_problem: int = field(default=4, metadata={"help": "Rollouts per problem."})
     rollout_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the rollouts."})
     eval_problems: int = field(default=300, metadata={"help": "Dev problems rolled out for the held-out metrics."})
+    data_only: bool = field(default=False, metadata={"help": "Make (or reuse) the rollout files and stop: make the data where vLLM runs, train elsewhere (a GPU) with --train_file/--eval_file."})
     # Defaults that differ from StepTrainingArguments'.
     output_dir: str = field(default="models/prm", metadata={"help": "Where checkpoints, rollouts and the final model go."})
     max_steps: int = field(default=2000, metadata={"help": "Total optimizer steps."})
@@ -146,17 +147,25 @@ def evaluate_prm(model_dir: str | FsPath, fmt: StepFormat, rows: list[dict]) -> 
     return prm_metrics(scorer.score(paths).scores, [r["labels"] for r in rows])
 
 
-def train(cfg: PRMConfig) -> Trainer:
-    fmt = cfg.step_format
+def load_model_and_tokenizer(cfg: PRMConfig):
+    if cfg.init_model == "fresh":
+        return fresh_llama(cfg, cfg.step_format, cfg.seed)
     init = check_model_dir(cfg.init_model, "init model")
-    tokenizer = load_tokenizer(init, fmt, "init model", labels=True)
-    encoder = StepEncoder(tokenizer, fmt, f"init model {init}", labels=True)
+    tokenizer = load_tokenizer(init, cfg.step_format, "init model", labels=True)
+    return AutoModelForCausalLM.from_pretrained(str(init), dtype=torch.float32), tokenizer
+
+
+def train(cfg: PRMConfig) -> Trainer | None:
+    fmt = cfg.step_format
+    model, tokenizer = load_model_and_tokenizer(cfg)
+    encoder = StepEncoder(tokenizer, fmt, f"init model {cfg.init_model}", labels=True)
     if cfg.train_file:
         train_path, eval_path = FsPath(cfg.train_file), FsPath(cfg.eval_file) if cfg.eval_file else None
     else:
         train_path, eval_path = default_rollouts(cfg)
-    dataset = prm_dataset(load_prm_jsonl(train_path), encoder, cfg.max_length)
-    model = AutoModelForCausalLM.from_pretrained(str(init), dtype=torch.float32)
+        if cfg.data_only:
+            return None
+    dataset = prm_dataset(load_prm_jsonl(train_path), encoder, cfg.max_length, cfg.dataset_num_proc)
 
     trainer = PRMTrainer(
         model=model,

@@ -18,18 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, LlamaConfig, LlamaForCausalLM, Trainer
+from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer
 
 from engine.encoding import StepEncoder
 from engine.models import check_model_dir, load_tokenizer
 from evals.tasks import arith, get_world
-from trainers.common import StepTrainingArguments, cli, fit
+from trainers.common import FreshModelArguments, StepTrainingArguments, cli, fit, fresh_llama
 from trainers.data import load_sft_jsonl, sft_dataset, world_sft_rows, write_jsonl
-from trainers.tokenizer import build_char_tokenizer
 
 
 @dataclass
-class StepSFTConfig(StepTrainingArguments):
+class StepSFTConfig(StepTrainingArguments, FreshModelArguments):
     """Step-SFT options; every transformers TrainingArguments option is accepted too."""
 
     init_model: str | None = field(default=None, metadata={"help": "Local HF causal-LM directory to fine-tune. Default: a fresh Llama from the size options."})
@@ -38,10 +37,6 @@ class StepSFTConfig(StepTrainingArguments):
     world: str = field(default="arith", metadata={"help": "Embedded world of the default data: arith (its reference solutions) or countdown (the train split and, past its 20,000, fresh problems up to --max_train_rows; each solution drawn uniformly among all)."})
     data_workers: int = field(default=2, metadata={"help": "Processes that draw countdown solutions."})
     train_operands: str = field(default="2-4", metadata={"help": "Embedded world: operand range LO-HI of the training problems. 2-4 is the fixed train split; any other range draws --max_train_rows (default 200000) fresh problems, none from dev or test."})
-    hidden_size: int = field(default=256, metadata={"help": "Fresh model: width."})
-    num_layers: int = field(default=4, metadata={"help": "Fresh model: transformer layers."})
-    num_heads: int = field(default=4, metadata={"help": "Fresh model: attention heads."})
-    intermediate_size: int = field(default=768, metadata={"help": "Fresh model: MLP width."})
     eval_problems: int = field(default=200, metadata={"help": "After training, greedy accuracy on this many dev problems (0: skip)."})
     # Defaults that differ from StepTrainingArguments', tuned for the embedded world on a CPU.
     output_dir: str = field(default="models/policy", metadata={"help": "Where checkpoints and the final model go."})
@@ -51,24 +46,6 @@ class StepSFTConfig(StepTrainingArguments):
     warmup_steps: float = field(default=200, metadata={"help": "Linear warm-up steps."})
     logging_steps: float = field(default=100, metadata={"help": "Log every this many steps."})
     save_steps: float = field(default=500, metadata={"help": "Checkpoint every this many steps."})
-
-
-def fresh_llama(cfg: StepSFTConfig, tokenizer) -> LlamaForCausalLM:
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=cfg.hidden_size,
-        num_hidden_layers=cfg.num_layers,
-        num_attention_heads=cfg.num_heads,
-        num_key_value_heads=cfg.num_heads,
-        intermediate_size=cfg.intermediate_size,
-        max_position_embeddings=1024,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(cfg.seed)
-    return LlamaForCausalLM(config)
 
 
 def train_problems(cfg: StepSFTConfig) -> list:
@@ -100,8 +77,7 @@ def default_rows(cfg: StepSFTConfig) -> Path:
 def load_model_and_tokenizer(cfg: StepSFTConfig):
     fmt = cfg.step_format
     if cfg.init_model is None:
-        tokenizer = build_char_tokenizer(fmt)
-        return fresh_llama(cfg, tokenizer), tokenizer
+        return fresh_llama(cfg, fmt, cfg.seed)
     path = check_model_dir(cfg.init_model, "init model")
     tokenizer = load_tokenizer(path, fmt, "init model")
     if tokenizer.pad_token is None:
@@ -114,7 +90,7 @@ def train(cfg: StepSFTConfig) -> Trainer:
     model, tokenizer = load_model_and_tokenizer(cfg)
     rows = load_sft_jsonl(cfg.train_file or default_rows(cfg))
     rows = rows[: cfg.max_train_rows] if cfg.max_train_rows else rows
-    dataset = sft_dataset(rows, StepEncoder(tokenizer, fmt), cfg.max_length)
+    dataset = sft_dataset(rows, StepEncoder(tokenizer, fmt), cfg.max_length, cfg.dataset_num_proc)
     print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; {len(dataset)} training rows")
 
     trainer = Trainer(
