@@ -88,21 +88,31 @@ def within_problem_auroc(groups: Sequence[tuple[Sequence[float], Sequence[bool]]
 
 def run_auroc(run_dir: str, dataset: str, aggregation: str = "last") -> dict:
     """within_problem_auroc over the final candidates of an evals.run directory (best_of_n, say):
-    each candidate graded by the dataset's grader, scored by its aggregated step scores."""
+    each candidate graded by the dataset's grader, scored by its aggregated step scores. On an
+    embedded world the report adds prm_metrics over the distinct candidates of each problem
+    (held-out rollouts, labelled by the world's exact step labels)."""
     from engine.types import Path
     from evals.datasets import load_problems
     from evals.run import read_results
+    from evals.tasks import get_world
     from strategies import aggregate
 
     problems = {p.id: p for p in load_problems(dataset)}
-    groups = []
+    groups, step_scores, step_labels = [], [], []
     for row in read_results(FsPath(run_dir) / "results.jsonl"):
         p = problems[row["id"]]
         cands = [c for c in row["candidates"] if c["scores"]]
         solved = [p.grade(None, Path(p.question, tuple(c["steps"]), c.get("finished", True))) for c in cands]
         groups.append(([aggregate(c["scores"], aggregation) for c in cands], solved))
+        if p.world is not None:
+            for steps, scores in dict((tuple(c["steps"]), c["scores"]) for c in cands).items():
+                step_scores.append(scores)
+                step_labels.append(get_world(p.world).step_labels(p.question, list(steps)))
     auroc, both = within_problem_auroc(groups)
-    return {"within_problem_auroc": auroc, "problems_with_both": both, "problems": len(groups)}
+    report = {"within_problem_auroc": auroc, "problems_with_both": both, "problems": len(groups)}
+    if step_scores:
+        report["steps_of_distinct_candidates"] = prm_metrics(step_scores, step_labels)
+    return report
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -193,3 +193,24 @@ def test_every_strategy_end_to_end_on_the_countdown_recipe_with_its_learned_prm(
         solved += sum(r["correct"] for r in rows)
     assert solved > 0
     assert "beam" in (out / "compare.md").read_text()
+
+
+def test_prm_eval_of_a_run_grades_whole_paths_and_labels_every_distinct_candidate(tmp_path):
+    """evals.prm_eval --run on countdown: within-problem AUROC over the graded candidates, and step
+    metrics over each problem's distinct candidates against the exact labels."""
+    import json
+
+    from evals.datasets import load_problems
+    from evals.prm_eval import run_auroc
+
+    problem = load_problems("countdown-test")[0]
+    good = list(cd.load_split("test")[0].steps)
+    bad = good[:-1] + [good[-1].split("=")[0] + "=1|1"]  # the last step's arithmetic is wrong
+    cands = [{"steps": good, "finished": True, "scores": [0.9] * len(good)},
+             {"steps": bad, "finished": True, "scores": [0.9] * (len(bad) - 1) + [0.2]},
+             {"steps": bad, "finished": True, "scores": [0.9] * (len(bad) - 1) + [0.2]}]  # a duplicate: one path for the step metrics
+    (tmp_path / "results.jsonl").write_text(json.dumps({"id": problem.id, "candidates": cands}) + "\n")
+    report = run_auroc(str(tmp_path), "countdown-test")
+    assert report["within_problem_auroc"] == 1.0 and report["problems_with_both"] == 1
+    steps = report["steps_of_distinct_candidates"]
+    assert steps["paths"] == 2 and steps["step_accuracy"] == 1.0 and steps["processbench_f1"] == 1.0
