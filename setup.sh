@@ -23,3 +23,8 @@ fi
 .venv/bin/python -m evals.local_models
 
 .venv/bin/python -m evals.greedy --show 3
+
+# What the engine is for, in a minute: on 32 countdown test problems, greedy decoding vs
+# majority voting over 16 samples vs PRM-guided beam search at the same 16 (accuracy, tokens).
+.venv/bin/python -m evals.run --recipe recipes/countdown.yaml --compare --strategies greedy,majority,beam --budgets 16 --limit 32 \
+  --output "$(mktemp -d)" 2>&1 | grep -v -E "WARNING|INFO|it/s\]|problem/s\]|^$"
