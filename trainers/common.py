@@ -9,13 +9,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
+from transformers import HfArgumentParser, LlamaConfig, LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from engine.format import StepFormat
 from engine.models import ModelDirError
 from evals.datasets import DatasetError
 from evals.recipes import RecipeError
+from trainers.tokenizer import build_char_tokenizer
 
 
 @dataclass
@@ -83,9 +84,6 @@ class FreshModelArguments:
 def fresh_llama(cfg: FreshModelArguments, fmt: StepFormat, seed: int):
     """A randomly initialized Llama of cfg's size (seeded) and the embedded worlds' character tokenizer."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from trainers.tokenizer import build_char_tokenizer
 
     tokenizer = build_char_tokenizer(fmt)
     config = LlamaConfig(
@@ -121,8 +119,8 @@ class TimeLimit(TrainerCallback):
 
 
 def fit(trainer: Trainer, output_dir: str) -> Path:
-    """Train (resuming from the last checkpoint in output_dir, if any), then save an HF model directory."""
-    if getattr(trainer.args, "max_train_minutes", None):
+    """trainer.args: a StepTrainingArguments. Train (resuming from the last checkpoint in output_dir, if any), then save an HF model directory."""
+    if trainer.args.max_train_minutes:
         trainer.add_callback(TimeLimit(trainer.args.max_train_minutes))
     last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
     if last:

@@ -147,17 +147,15 @@ def evaluate_prm(model_dir: str | FsPath, fmt: StepFormat, rows: list[dict]) -> 
     return prm_metrics(scorer.score(paths).scores, [r["labels"] for r in rows])
 
 
-def load_model_and_tokenizer(cfg: PRMConfig):
-    if cfg.init_model == "fresh":
-        return fresh_llama(cfg, cfg.step_format, cfg.seed)
-    init = check_model_dir(cfg.init_model, "init model")
-    tokenizer = load_tokenizer(init, cfg.step_format, "init model", labels=True)
-    return AutoModelForCausalLM.from_pretrained(str(init), dtype=torch.float32), tokenizer
-
-
 def train(cfg: PRMConfig) -> Trainer | None:
     fmt = cfg.step_format
-    model, tokenizer = load_model_and_tokenizer(cfg)
+    # the tokenizer first, so a bad init model fails before minutes of rollouts; the weights last
+    model = None
+    if cfg.init_model == "fresh":
+        model, tokenizer = fresh_llama(cfg, fmt, cfg.seed)
+    else:
+        init = check_model_dir(cfg.init_model, "init model")
+        tokenizer = load_tokenizer(init, fmt, "init model", labels=True)
     encoder = StepEncoder(tokenizer, fmt, f"init model {cfg.init_model}", labels=True)
     if cfg.train_file:
         train_path, eval_path = FsPath(cfg.train_file), FsPath(cfg.eval_file) if cfg.eval_file else None
@@ -166,6 +164,8 @@ def train(cfg: PRMConfig) -> Trainer | None:
         if cfg.data_only:
             return None
     dataset = prm_dataset(load_prm_jsonl(train_path), encoder, cfg.max_length, cfg.dataset_num_proc)
+    if model is None:
+        model = AutoModelForCausalLM.from_pretrained(str(init), dtype=torch.float32)
 
     trainer = PRMTrainer(
         model=model,
