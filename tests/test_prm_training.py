@@ -145,9 +145,10 @@ def test_within_problem_auroc_by_hand():
     assert within_problem_auroc([([.5], [True])]) == (None, 0)
 
 
-def test_countdown_prm_data_is_the_policys_rollouts_and_random_paths_labelled_by_the_oracle(tmp_path):
+def test_countdown_prm_data_is_the_policys_rollouts_random_paths_and_search_states_labelled_by_the_oracle(tmp_path):
     import json
 
+    from engine.models import MODELS_DIR
     from evals.tasks import countdown
     from trainers.prm import PRMConfig, train
     from trainers.step_sft import StepSFTConfig
@@ -159,7 +160,7 @@ def test_countdown_prm_data_is_the_policys_rollouts_and_random_paths_labelled_by
                             data_workers=1, disable_tqdm=True))
     cfg = PRMConfig(output_dir=str(tmp_path / "prm"), world="countdown", policy=str(policy), init_model=str(policy), rollout_problems=6,
                     rollouts_per_problem=2, random_paths=2, eval_problems=3, max_steps=2, per_device_train_batch_size=8, disable_tqdm=True,
-                    data_only=True)
+                    data_only=True, search_problems=2, search_n=4, search_prm=str(MODELS_DIR / "countdown-prm"))
     rollouts = tmp_path / "prm" / "rollouts"
     assert train(cfg) is None and not (tmp_path / "prm" / "model.safetensors").exists()  # --data_only: the data, no training
     rows = [json.loads(line) for line in (rollouts / "train.jsonl").read_text().splitlines()]
@@ -167,6 +168,9 @@ def test_countdown_prm_data_is_the_policys_rollouts_and_random_paths_labelled_by
     fresh = {p.question for p in countdown.fresh_problems(6, seed=cfg.seed + 7)}
     assert {r["question"] for r in rows} == fresh  # never a dev or test question
     assert sum(not r["labels"][-1] for r in rows) > 0
+    states = [json.loads(line) for line in (rollouts / "search.jsonl").read_text().splitlines()]  # the beam search's own states
+    assert states and all(r["labels"] == countdown.step_labels(r["question"], r["completions"]) for r in states)
+    assert {r["question"] for r in states} == {p.question for p in countdown.fresh_problems(2, seed=cfg.seed + 27)}
 
     # train elsewhere on those files: a fresh PRM of its own size, stopped by --max_train_minutes
     trainer = train(PRMConfig(output_dir=str(tmp_path / "fresh"), init_model="fresh", hidden_size=32, num_layers=1, num_heads=2,
@@ -174,3 +178,48 @@ def test_countdown_prm_data_is_the_policys_rollouts_and_random_paths_labelled_by
                               max_steps=10**6, max_train_minutes=0.01, per_device_train_batch_size=8, disable_tqdm=True))
     assert 1 <= trainer.state.global_step < 10**6
     assert trainer.model.config.num_hidden_layers == 1 and (tmp_path / "fresh" / "prm_eval.json").is_file()
+
+
+def test_search_rows_are_the_beam_states_labelled_exactly():
+    """trainers.prm --search_problems: every path the beam search scores, exact labels, no bare prefixes."""
+    from evals.tasks import countdown
+    from strategies import SearchConfig
+    from tests.fakes import FakePolicy, FakePRM, random_scores
+    from trainers.prm import search_rows
+
+    def legal_moves(question, steps):  # a policy that proposes legal steps only, the last one finishing
+        state = countdown.parse_question(question)[1]
+        for step in steps:
+            state = countdown.apply_step(state, step)
+        return [(text, len(after) == 1) for text, after in countdown.moves(state)][:8]
+
+    problems = countdown.load_split("dev")[:3]
+    prm = FakePRM(random_scores)
+    rows = search_rows(FakePolicy(legal_moves, random=True), prm, problems, SearchConfig(n=4, beam_width=2), countdown, batch_size=2)
+    scored = {(p.question, p.steps) for p in prm.scored}
+    kept = [(r["question"], tuple(r["completions"])) for r in rows]
+    assert len(kept) == len(set(kept)) and set(kept) <= scored
+    assert all(r["labels"] == countdown.step_labels(r["question"], r["completions"]) for r in rows)
+    # every scored state is in a row, as the row itself or as one of its prefixes; no row is a prefix of another
+    assert all(any(q == kq and ks[: len(s)] == s for kq, ks in kept) for q, s in scored)
+    assert not any(q == kq and len(s) < len(ks) and ks[: len(s)] == s for q, s in kept for kq, ks in kept)
+    assert {r["question"] for r in rows} == {p.question for p in problems}
+    assert any(all(r["labels"]) for r in rows) and any(not r["labels"][-1] for r in rows)  # reachable and dead-end states
+
+
+def test_deepen_keeps_the_function_and_doubles_the_layers(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from engine.models import MODELS_DIR
+    from trainers.common import deepen
+
+    load = lambda: AutoModelForCausalLM.from_pretrained(str(MODELS_DIR / "countdown-prm"), dtype=torch.float32).eval()
+    base, deep = load(), deepen(load(), 2)
+    x = torch.randint(5, 30, (2, 24))
+    with torch.no_grad():
+        assert len(deep.model.layers) == 2 * len(base.model.layers) == deep.config.num_hidden_layers
+        assert torch.equal(base(x).logits, deep(x).logits)
+        deep.save_pretrained(tmp_path / "deep")
+        again = AutoModelForCausalLM.from_pretrained(str(tmp_path / "deep")).eval()
+        assert torch.equal(base(x).logits, again(x).logits)
+    assert sum(p.numel() for p in deep.parameters()) > 1.9 * sum(p.numel() for p in base.parameters())

@@ -103,6 +103,41 @@ def fresh_llama(cfg: FreshModelArguments, fmt: StepFormat, seed: int):
     return LlamaForCausalLM(config), tokenizer
 
 
+def deepen(model, times: int):
+    """The model with each decoder layer repeated `times` times, the same function as before.
+
+    Every copy starts with its weights (so its features are there to use) but with its two
+    output projections (attention o_proj, MLP down_proj) at zero, so it adds nothing to the
+    residual stream until training moves them: a deeper model that starts where the trained
+    one ended (function-preserving growth, as in Net2Net's deeper operator). Llama-style
+    decoders (model.model.layers, each with self_attn.o_proj and mlp.down_proj).
+    """
+    import copy
+
+    import torch
+
+    if times < 1:
+        raise ValueError(f"deepen times must be >= 1, got {times}")
+    if times == 1:
+        return model
+    layers = []
+    for layer in model.model.layers:
+        layers.append(layer)
+        for _ in range(times - 1):
+            twin = copy.deepcopy(layer)
+            with torch.no_grad():
+                twin.self_attn.o_proj.weight.zero_()
+                twin.mlp.down_proj.weight.zero_()
+            layers.append(twin)
+    for k, layer in enumerate(layers):
+        layer.self_attn.layer_idx = k  # the KV cache indexes layers by this
+    model.model.layers = torch.nn.ModuleList(layers)
+    model.config.num_hidden_layers = len(layers)
+    if getattr(model.config, "layer_types", None):
+        model.config.layer_types = [t for t in model.config.layer_types for _ in range(times)]
+    return model
+
+
 class TimeLimit(TrainerCallback):
     """Ends training once `minutes` have passed since it started (the model is then saved as usual)."""
 

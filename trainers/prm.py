@@ -30,11 +30,12 @@ from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer
 
 from engine.encoding import StepEncoder
 from engine.format import StepFormat
-from engine.models import DEFAULT_POLICY, check_model_dir, load_tokenizer
+from engine.models import DEFAULT_POLICY, ModelDirError, check_model_dir, load_tokenizer
 from engine.types import Path
 from evals.prm_eval import prm_metrics
+from evals.recipes import load_recipe
 from evals.tasks import arith, get_world
-from trainers.common import FreshModelArguments, StepTrainingArguments, cli, fit, fresh_llama
+from trainers.common import FreshModelArguments, StepTrainingArguments, cli, deepen, fit, fresh_llama
 from trainers.data import load_prm_jsonl, prm_dataset, write_jsonl
 from trainers.losses import IGNORE_INDEX, prm_loss
 
@@ -46,7 +47,8 @@ class PRMConfig(StepTrainingArguments, FreshModelArguments):
     format_role = "prm"  # --recipe supplies the PRM's step format
 
     init_model: str = field(default=str(DEFAULT_POLICY), metadata={"help": "HF causal-LM directory to start from (default: the shipped policy), or 'fresh': a new Llama of the size options with the character tokenizer."})
-    train_file: str | None = field(default=None, metadata={"help": "Stepwise JSONL {'question'|'prompt', 'completions', 'labels'}. Default: verifier-labelled policy rollouts."})
+    deepen: int = field(default=1, metadata={"help": "Repeat each layer of --init_model this many times, the copies starting as identity maps (trainers.common.deepen): a deeper PRM that starts as the init model."})
+    train_file: str | None = field(default=None, metadata={"help": "Stepwise JSONL {'question'|'prompt', 'completions', 'labels'} (several: comma-separated). Default: verifier-labelled policy rollouts."})
     eval_file: str | None = field(default=None, metadata={"help": "Held-out stepwise JSONL. Default: rollouts on the arith dev split."})
     policy: str = field(default=str(DEFAULT_POLICY), metadata={"help": "Policy directory that makes the rollouts."})
     world: str = field(default="arith", metadata={"help": "Embedded world of the default rollouts and their exact labels: arith or countdown."})
@@ -55,6 +57,9 @@ class PRMConfig(StepTrainingArguments, FreshModelArguments):
     rollouts_per_problem: int = field(default=4, metadata={"help": "Rollouts per problem."})
     rollout_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the rollouts."})
     eval_problems: int = field(default=300, metadata={"help": "Dev problems rolled out for the held-out metrics."})
+    search_problems: int = field(default=0, metadata={"help": "Also the states a PRM-guided beam search scores (every partial path it proposes) on this many fresh problems, labelled by the world's exact labels: the states the search has to rank, its own near-misses included. Written to rollouts/search.jsonl and trained on with the rest."})
+    search_prm: str | None = field(default=None, metadata={"help": "PRM directory that guides that beam search (e.g. the previous PRM generation); needed with --search_problems."})
+    search_n: int = field(default=16, metadata={"help": "Beam search budget n of that search (its other settings: the recipe's search section, temperature included)."})
     data_only: bool = field(default=False, metadata={"help": "Make (or reuse) the rollout files and stop: make the data where vLLM runs, train elsewhere (a GPU) with --train_file/--eval_file."})
     # Defaults that differ from StepTrainingArguments'.
     output_dir: str = field(default="models/prm", metadata={"help": "Where checkpoints, rollouts and the final model go."})
@@ -78,13 +83,14 @@ def rollout_rows(policy, problems: list, n: int, temperature: float, references:
     return rows
 
 
-def default_rollouts(cfg: PRMConfig) -> tuple[FsPath, FsPath]:
-    """Make (or reuse) the embedded world's train/eval rollout files."""
+def default_rollouts(cfg: PRMConfig) -> tuple[list[FsPath], FsPath]:
+    """Make (or reuse) the embedded world's train/eval rollout files (and the search states)."""
     out = FsPath(cfg.output_dir) / "rollouts"
     train_path, eval_path = out / "train.jsonl", out / "dev.jsonl"
+    extra = [search_states(cfg, out / "search.jsonl")] if cfg.search_problems else []
     if train_path.is_file() and eval_path.is_file():
         print(f"reusing rollouts in {out}")
-        return train_path, eval_path
+        return [train_path, *extra], eval_path
     from engine.policy import Policy
 
     world = get_world(cfg.world)
@@ -104,7 +110,59 @@ def default_rollouts(cfg: PRMConfig) -> tuple[FsPath, FsPath]:
     negatives = sum(not x for r in train_rows for x in r["labels"])
     total = sum(len(r["labels"]) for r in train_rows)
     print(f"rollouts: {len(train_rows)} train paths ({negatives}/{total} Negative steps), {len(eval_rows)} held-out paths")
-    return train_path, eval_path
+    return [train_path, *extra], eval_path
+
+
+class RecordingPRM:
+    """A PRM that remembers every path it is asked to score: a search's own states."""
+
+    def __init__(self, prm):
+        self.prm, self.encoder = prm, prm.encoder
+        self.paths: dict[tuple[str, tuple[str, ...]], None] = {}  # ordered set
+
+    def score(self, paths):
+        self.paths.update(dict.fromkeys((p.question, p.steps) for p in paths))
+        return self.prm.score(paths)
+
+
+def search_rows(policy, prm, problems: list, config, world, batch_size: int = 64) -> list[dict]:
+    """Every path a beam search (guided by prm) scores on the problems, labelled by the world's
+    exact labels; a path that is a prefix of another recorded path adds nothing and is dropped."""
+    import strategies
+    from tqdm import tqdm
+
+    beam, recorder = strategies.get_strategy("beam"), RecordingPRM(prm)
+    for start in tqdm(range(0, len(problems), batch_size), desc=f"beam n={config.n} states", unit="batch"):
+        beam.search(problems[start : start + batch_size], policy, recorder, config)
+    prefixes = {(q, steps[:k]) for q, steps in recorder.paths for k in range(len(steps))}
+    return [{"question": q, "completions": list(steps), "labels": world.step_labels(q, list(steps))}
+            for q, steps in recorder.paths if steps and (q, steps) not in prefixes]
+
+
+def search_states(cfg: PRMConfig, path: FsPath) -> FsPath:
+    """Make (or reuse) rollouts/search.jsonl: the beam search's states on fresh problems."""
+    if path.is_file():
+        print(f"reusing search states in {path}")
+        return path
+    if not cfg.search_prm:
+        raise ModelDirError("--search_problems needs --search_prm: the PRM that guides the search")
+    from engine.policy import Policy
+    from engine.prm import VLLMPRM
+    from strategies import SearchConfig
+
+    world = get_world(cfg.world)
+    search = load_recipe(cfg.recipe).search if cfg.recipe else {}
+    config = SearchConfig(**{**search, "n": cfg.search_n, "seed": cfg.seed})
+    problems = world.fresh_problems(cfg.search_problems, seed=cfg.seed + 27)
+    policy = Policy(cfg.policy, cfg.format_of("policy"))
+    prm = VLLMPRM(check_model_dir(cfg.search_prm, "search PRM"), cfg.format_of("prm"))
+    rows = search_rows(policy, prm, problems, config, world)
+    del policy, prm
+    gc.collect()
+    write_jsonl(path, rows)
+    negatives = sum(not x for r in rows for x in r["labels"])
+    print(f"search states: {len(rows)} paths ({negatives}/{sum(len(r['labels']) for r in rows)} Negative steps) from {len(problems)} problems")
+    return path
 
 
 class PRMTrainer(Trainer):
@@ -158,14 +216,15 @@ def train(cfg: PRMConfig) -> Trainer | None:
         tokenizer = load_tokenizer(init, fmt, "init model", labels=True)
     encoder = StepEncoder(tokenizer, fmt, f"init model {cfg.init_model}", labels=True)
     if cfg.train_file:
-        train_path, eval_path = FsPath(cfg.train_file), FsPath(cfg.eval_file) if cfg.eval_file else None
+        train_paths = [FsPath(f) for f in cfg.train_file.split(",")]
+        eval_path = FsPath(cfg.eval_file) if cfg.eval_file else None
     else:
-        train_path, eval_path = default_rollouts(cfg)
+        train_paths, eval_path = default_rollouts(cfg)
         if cfg.data_only:
             return None
-    dataset = prm_dataset(load_prm_jsonl(train_path), encoder, cfg.max_length, cfg.dataset_num_proc)
+    dataset = prm_dataset([row for f in train_paths for row in load_prm_jsonl(f)], encoder, cfg.max_length, cfg.dataset_num_proc)
     if model is None:
-        model = AutoModelForCausalLM.from_pretrained(str(init), dtype=torch.float32)
+        model = deepen(AutoModelForCausalLM.from_pretrained(str(init), dtype=torch.float32), cfg.deepen)
 
     trainer = PRMTrainer(
         model=model,
