@@ -68,6 +68,24 @@ def prm_metrics(scores: Sequence[Sequence[float]], labels: Sequence[Sequence[boo
     }
 
 
+def accuracy_by_left(paths: Sequence[tuple[str, Sequence[str], Sequence[float], Sequence[bool], int]], threshold: float = 0.5) -> dict[int, dict]:
+    """Step accuracy by how much of the problem is left after the step: paths are (question,
+    steps, step scores, step labels, the problem's difficulty), and a step at depth k (1-based) leaves
+    difficulty - k numbers (countdown) or operands (arith). Each distinct state (question and
+    steps through it) counts once, up to its path's first wrong step (later steps are wrong by
+    inheritance). `positive_share` is the accuracy of always answering "correct"."""
+    seen: dict[tuple, tuple[int, bool, bool]] = {}
+    for question, steps, scores, labels, difficulty in paths:
+        end = first_error(labels)
+        for k in range(len(labels) if end is None else end + 1):
+            seen.setdefault((question, tuple(steps[: k + 1])), (difficulty - k - 1, scores[k] >= threshold, labels[k]))
+    tally: dict[int, list[int]] = {}
+    for left, predicted, label in seen.values():
+        right, positive, total = tally.setdefault(left, [0, 0, 0])
+        tally[left] = [right + (predicted == label), positive + label, total + 1]
+    return {left: {"accuracy": r / t, "positive_share": p / t, "steps": t} for left, (r, p, t) in sorted(tally.items(), reverse=True)}
+
+
 def within_problem_auroc(groups: Sequence[tuple[Sequence[float], Sequence[bool]]]) -> tuple[float | None, int]:
     """AUROC of a PRM's scores between solved and unsolved candidates of the same problem: over
     every (solved, unsolved) pair of candidates that share a problem, the fraction the solved
@@ -90,7 +108,8 @@ def run_auroc(run_dir: str, dataset: str, aggregation: str = "last") -> dict:
     """within_problem_auroc over the final candidates of an evals.run directory (best_of_n, say):
     each candidate graded by the dataset's grader, scored by its aggregated step scores. On an
     embedded world the report adds prm_metrics over the distinct candidates of each problem
-    (held-out rollouts, labelled by the world's exact step labels)."""
+    (held-out rollouts, labelled by the world's exact step labels) and their step accuracy by
+    how much is left after each step (accuracy_by_left)."""
     from engine.types import Path
     from evals.datasets import load_problems
     from evals.run import read_results
@@ -98,7 +117,7 @@ def run_auroc(run_dir: str, dataset: str, aggregation: str = "last") -> dict:
     from strategies import aggregate
 
     problems = {p.id: p for p in load_problems(dataset)}
-    groups, step_scores, step_labels = [], [], []
+    groups, step_scores, step_labels, states = [], [], [], []
     for row in read_results(FsPath(run_dir) / "results.jsonl"):
         p = problems[row["id"]]
         cands = [c for c in row["candidates"] if c["scores"]]
@@ -108,10 +127,12 @@ def run_auroc(run_dir: str, dataset: str, aggregation: str = "last") -> dict:
             for steps, scores in dict((tuple(c["steps"]), c["scores"]) for c in cands).items():
                 step_scores.append(scores)
                 step_labels.append(get_world(p.world).step_labels(p.question, list(steps)))
+                states.append((p.question, steps, scores, step_labels[-1], p.difficulty))
     auroc, both = within_problem_auroc(groups)
     report = {"within_problem_auroc": auroc, "problems_with_both": both, "problems": len(groups)}
     if step_scores:
         report["steps_of_distinct_candidates"] = prm_metrics(step_scores, step_labels)
+        report["step_accuracy_by_left"] = accuracy_by_left(states)
     return report
 
 

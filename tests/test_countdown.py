@@ -214,3 +214,19 @@ def test_prm_eval_of_a_run_grades_whole_paths_and_labels_every_distinct_candidat
     assert report["within_problem_auroc"] == 1.0 and report["problems_with_both"] == 1
     steps = report["steps_of_distinct_candidates"]
     assert steps["paths"] == 2 and steps["step_accuracy"] == 1.0 and steps["processbench_f1"] == 1.0
+    # by what is left: the shared prefix once, the two last steps (one right, one wrong) at 1 number left
+    n = problem.difficulty
+    by_left = report["step_accuracy_by_left"]
+    assert list(by_left) == list(range(n - 1, 0, -1)) and by_left[1] == {"accuracy": 1.0, "positive_share": 0.5, "steps": 2}
+    assert all(by_left[k] == {"accuracy": 1.0, "positive_share": 1.0, "steps": 1} for k in range(2, n))
+
+
+def test_accuracy_by_left_by_hand():
+    from evals.prm_eval import accuracy_by_left
+
+    paths = [("q", ["a", "b", "c"], [0.9, 0.3, 0.8], [True, False, False], 4),  # stops at its first wrong step (b)
+             ("q", ["a", "x"], [0.9, 0.7], [True, True], 4),  # "a" again: counted once
+             ("r", ["a"], [0.4], [True], 2)]
+    assert accuracy_by_left(paths) == {3: {"accuracy": 1.0, "positive_share": 1.0, "steps": 1},
+                                       2: {"accuracy": 1.0, "positive_share": 0.5, "steps": 2},
+                                       1: {"accuracy": 0.0, "positive_share": 1.0, "steps": 1}}
