@@ -79,10 +79,12 @@ def accuracy_by_left(paths: Sequence[tuple[str, Sequence[str], Sequence[float], 
         end = first_error(labels)
         for k in range(len(labels) if end is None else end + 1):
             seen.setdefault((question, tuple(steps[: k + 1])), (difficulty - k - 1, scores[k] >= threshold, labels[k]))
-    tally: dict[int, list[int]] = {}
+    tally: dict[int, list[int]] = {}  # left -> [right, Positive, steps]
     for left, predicted, label in seen.values():
-        right, positive, total = tally.setdefault(left, [0, 0, 0])
-        tally[left] = [right + (predicted == label), positive + label, total + 1]
+        counts = tally.setdefault(left, [0, 0, 0])
+        counts[0] += predicted == label
+        counts[1] += label
+        counts[2] += 1
     return {left: {"accuracy": r / t, "positive_share": p / t, "steps": t} for left, (r, p, t) in sorted(tally.items(), reverse=True)}
 
 
@@ -117,7 +119,7 @@ def run_auroc(run_dir: str, dataset: str, aggregation: str = "last") -> dict:
     from strategies import aggregate
 
     problems = {p.id: p for p in load_problems(dataset)}
-    groups, step_scores, step_labels, states = [], [], [], []
+    groups, states = [], []  # states: (question, steps, scores, labels, difficulty) of each distinct candidate
     for row in read_results(FsPath(run_dir) / "results.jsonl"):
         p = problems[row["id"]]
         cands = [c for c in row["candidates"] if c["scores"]]
@@ -125,13 +127,11 @@ def run_auroc(run_dir: str, dataset: str, aggregation: str = "last") -> dict:
         groups.append(([aggregate(c["scores"], aggregation) for c in cands], solved))
         if p.world is not None:
             for steps, scores in dict((tuple(c["steps"]), c["scores"]) for c in cands).items():
-                step_scores.append(scores)
-                step_labels.append(get_world(p.world).step_labels(p.question, list(steps)))
-                states.append((p.question, steps, scores, step_labels[-1], p.difficulty))
+                states.append((p.question, steps, scores, get_world(p.world).step_labels(p.question, list(steps)), p.difficulty))
     auroc, both = within_problem_auroc(groups)
     report = {"within_problem_auroc": auroc, "problems_with_both": both, "problems": len(groups)}
-    if step_scores:
-        report["steps_of_distinct_candidates"] = prm_metrics(step_scores, step_labels)
+    if states:
+        report["steps_of_distinct_candidates"] = prm_metrics([s[2] for s in states], [s[3] for s in states])
         report["step_accuracy_by_left"] = accuracy_by_left(states)
     return report
 

@@ -83,34 +83,50 @@ def rollout_rows(policy, problems: list, n: int, temperature: float, references:
     return rows
 
 
+def negatives(rows: list[dict]) -> str:
+    return f"{sum(not x for r in rows for x in r['labels'])}/{sum(len(r['labels']) for r in rows)} Negative steps"
+
+
 def default_rollouts(cfg: PRMConfig) -> tuple[list[FsPath], FsPath]:
-    """Make (or reuse) the embedded world's train/eval rollout files (and the search states)."""
+    """Make (or reuse) the embedded world's train/eval rollout files and, with --search_problems,
+    the search states; one policy engine serves whatever has to be made."""
     out = FsPath(cfg.output_dir) / "rollouts"
-    train_path, eval_path = out / "train.jsonl", out / "dev.jsonl"
-    extra = [search_states(cfg, out / "search.jsonl")] if cfg.search_problems else []
-    if train_path.is_file() and eval_path.is_file():
+    train_path, eval_path, search_path = out / "train.jsonl", out / "dev.jsonl", out / "search.jsonl"
+    make_rollouts = not (train_path.is_file() and eval_path.is_file())
+    make_search = cfg.search_problems > 0 and not search_path.is_file()
+    if make_search and not cfg.search_prm:
+        raise ModelDirError("--search_problems needs --search_prm: the PRM that guides the search")
+    train_paths = [train_path, search_path] if cfg.search_problems else [train_path]
+    if not (make_rollouts or make_search):
         print(f"reusing rollouts in {out}")
-        return [train_path, *extra], eval_path
+        return train_paths, eval_path
     from engine.policy import Policy
 
     world = get_world(cfg.world)
-    problems = world.fresh_problems(cfg.rollout_problems, seed=cfg.seed + 7)  # arith: 2-6 operands
     policy = Policy(cfg.policy, cfg.format_of("policy"))  # the rollouts are the policy's, in its format
-    # arith adds its reference solutions as all-Positive paths; countdown's policy rollouts hold
-    # solutions already, and drawing references costs up to 0.5 s a problem
-    train_rows = rollout_rows(policy, problems, cfg.rollouts_per_problem, cfg.rollout_temperature, references=world is arith, world=world)
-    eval_rows = rollout_rows(policy, world.load_split("dev")[: cfg.eval_problems], cfg.rollouts_per_problem, cfg.rollout_temperature,
-                             references=False, world=world)
-    if cfg.random_paths:
-        train_rows += world.random_paths(problems, cfg.random_paths, seed=cfg.seed + 17)
-    del policy
+    prm = None
+    if make_search:
+        from engine.prm import VLLMPRM
+
+        prm = VLLMPRM(check_model_dir(cfg.search_prm, "search PRM"), cfg.format_of("prm"))
+        rows = search_states(cfg, policy, prm, world)
+        write_jsonl(search_path, rows)
+        print(f"search states: {len(rows)} paths ({negatives(rows)}) from {cfg.search_problems} problems")
+    if make_rollouts:
+        problems = world.fresh_problems(cfg.rollout_problems, seed=cfg.seed + 7)  # arith: 2-6 operands
+        # arith adds its reference solutions as all-Positive paths; countdown's policy rollouts hold
+        # solutions already, and drawing references costs up to 0.5 s a problem
+        train_rows = rollout_rows(policy, problems, cfg.rollouts_per_problem, cfg.rollout_temperature, references=world is arith, world=world)
+        eval_rows = rollout_rows(policy, world.load_split("dev")[: cfg.eval_problems], cfg.rollouts_per_problem, cfg.rollout_temperature,
+                                 references=False, world=world)
+        if cfg.random_paths:
+            train_rows += world.random_paths(problems, cfg.random_paths, seed=cfg.seed + 17)
+        write_jsonl(train_path, train_rows)
+        write_jsonl(eval_path, eval_rows)
+        print(f"rollouts: {len(train_rows)} train paths ({negatives(train_rows)}), {len(eval_rows)} held-out paths")
+    del policy, prm  # together: tearing one vLLM engine down resets the process-wide state the other uses
     gc.collect()
-    write_jsonl(train_path, train_rows)
-    write_jsonl(eval_path, eval_rows)
-    negatives = sum(not x for r in train_rows for x in r["labels"])
-    total = sum(len(r["labels"]) for r in train_rows)
-    print(f"rollouts: {len(train_rows)} train paths ({negatives}/{total} Negative steps), {len(eval_rows)} held-out paths")
-    return [train_path, *extra], eval_path
+    return train_paths, eval_path
 
 
 class RecordingPRM:
@@ -139,30 +155,14 @@ def search_rows(policy, prm, problems: list, config, world, batch_size: int = 64
             for q, steps in recorder.paths if steps and (q, steps) not in prefixes]
 
 
-def search_states(cfg: PRMConfig, path: FsPath) -> FsPath:
-    """Make (or reuse) rollouts/search.jsonl: the beam search's states on fresh problems."""
-    if path.is_file():
-        print(f"reusing search states in {path}")
-        return path
-    if not cfg.search_prm:
-        raise ModelDirError("--search_problems needs --search_prm: the PRM that guides the search")
-    from engine.policy import Policy
-    from engine.prm import VLLMPRM
+def search_states(cfg: PRMConfig, policy, prm, world) -> list[dict]:
+    """The states a beam search guided by prm (--search_prm) scores on --search_problems fresh
+    problems (the recipe's search settings, budget --search_n), labelled exactly."""
     from strategies import SearchConfig
 
-    world = get_world(cfg.world)
     search = load_recipe(cfg.recipe).search if cfg.recipe else {}
     config = SearchConfig(**{**search, "n": cfg.search_n, "seed": cfg.seed})
-    problems = world.fresh_problems(cfg.search_problems, seed=cfg.seed + 27)
-    policy = Policy(cfg.policy, cfg.format_of("policy"))
-    prm = VLLMPRM(check_model_dir(cfg.search_prm, "search PRM"), cfg.format_of("prm"))
-    rows = search_rows(policy, prm, problems, config, world)
-    del policy, prm
-    gc.collect()
-    write_jsonl(path, rows)
-    negatives = sum(not x for r in rows for x in r["labels"])
-    print(f"search states: {len(rows)} paths ({negatives}/{sum(len(r['labels']) for r in rows)} Negative steps) from {len(problems)} problems")
-    return path
+    return search_rows(policy, prm, world.fresh_problems(cfg.search_problems, seed=cfg.seed + 27), config, world)
 
 
 class PRMTrainer(Trainer):
