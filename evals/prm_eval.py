@@ -4,6 +4,7 @@
     python -m evals.prm_eval --prm DIR --data steps.jsonl --sep "\n\n" --positive + --negative - --prompt-template "{question}\n"
     python -m evals.prm_eval --recipe recipes/smollm2-qwen-prm.yaml --data champ    # any recipe's PRM, CHAMP's annotations
     python -m evals.prm_eval --run runs/cd-bon16 --dataset countdown-test   # within-problem AUROC of a run's final candidates
+    python -m evals.prm_eval --recipe recipes/countdown.yaml --siblings 200   # how it ranks sibling steps, by numbers left
 
 --data rows are any layout evals.step_data reads: stepwise `{"question", "completions",
 "labels"}`, ProcessBench `{"problem", "steps", "label": first wrong step or -1}`,
@@ -21,7 +22,7 @@ import argparse
 import json
 import sys
 from pathlib import Path as FsPath
-from typing import Sequence
+from typing import Callable, Sequence
 
 
 def first_error(correct: Sequence[bool]) -> int | None:
@@ -106,6 +107,29 @@ def within_problem_auroc(groups: Sequence[tuple[Sequence[float], Sequence[bool]]
     return (wins / pairs if pairs else None), problems
 
 
+def sibling_metrics(rows: Sequence[dict], scores: Sequence[Sequence[float]], difficulty: Callable[[str], int]) -> dict[int, dict]:
+    """How a PRM ranks the moves from one state, what beam search asks of it. rows are sibling
+    sets (countdown.sibling_paths: stepwise rows sharing a question and all but their last step);
+    by how much is left after the last step (difficulty(question) - steps): the last step's
+    accuracy, the share of Positive labels (always-yes accuracy), and the within-set AUROC
+    between its Positive and Negative last steps."""
+    by_left: dict[int, list] = {}
+    sets: dict[tuple, tuple[list, list]] = {}
+    for row, s in zip(rows, scores, strict=True):
+        left = difficulty(row["question"]) - len(row["completions"])
+        by_left.setdefault(left, []).append((s[-1], row["labels"][-1]))
+        group = sets.setdefault((left, row["question"], tuple(row["completions"][:-1])), ([], []))
+        group[0].append(s[-1])
+        group[1].append(row["labels"][-1])
+    report = {}
+    for left in sorted(by_left, reverse=True):
+        pairs = by_left[left]
+        auroc, _ = within_problem_auroc([g for (k, *_), g in sets.items() if k == left])
+        report[left] = {"accuracy": sum((p >= 0.5) == y for p, y in pairs) / len(pairs), "positive_share": sum(y for _, y in pairs) / len(pairs),
+                        "sibling_auroc": auroc, "steps": len(pairs)}
+    return report
+
+
 def run_auroc(run_dir: str, dataset: str, aggregation: str = "last") -> dict:
     """within_problem_auroc over the final candidates of an evals.run directory (best_of_n, say):
     each candidate graded by the dataset's grader, scored by its aggregated step scores. On an
@@ -141,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     from engine.models import DEFAULT_PRM, ModelDirError
     from evals.datasets import DatasetError
     from evals.recipes import RecipeError, load_recipe
-    from evals.step_data import load_step_labels
+    from evals.step_data import load_step_labels, parse_row
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prm", default=None, help="PRM model directory (default: the recipe's, else models/prm)")
@@ -150,6 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run", default=None, help="instead: an evals.run directory; report the within-problem AUROC of its final candidates")
     parser.add_argument("--dataset", default=None, help="with --run: the dataset it ran on (grades each candidate)")
     parser.add_argument("--aggregation", default="last", help="with --run: how step scores make a candidate's score")
+    parser.add_argument("--siblings", type=int, default=None, help="instead of --data: sibling sets (countdown.sibling_paths, 8 a state, seed 0) of the first N countdown dev problems; report sibling_metrics")
     parser.add_argument("--limit", type=int, default=None, help="first N paths only")
     parser.add_argument("--threshold", type=float, default=0.5, help="a step is judged wrong below this P(correct)")
     parser.add_argument("--sep", default=StepFormat.sep)
@@ -163,10 +188,16 @@ def main(argv: list[str] | None = None) -> None:
             parser.error("--run needs --dataset")
         print(json.dumps(run_auroc(args.run, args.dataset, args.aggregation), indent=2))
         return
-    if not args.data:
-        parser.error("one of --data or --run is required")
+    if not (args.data or args.siblings):
+        parser.error("one of --data, --run or --siblings is required")
     try:
-        rows = load_step_labels(args.data)[: args.limit]
+        if args.siblings:
+            from evals.tasks import countdown
+
+            sibling_rows = countdown.sibling_paths(countdown.load_split("dev")[: args.siblings], per_state=8, seed=0)
+            rows = [parse_row(row, f"sibling set {k}") for k, row in enumerate(sibling_rows)]
+        else:
+            rows = load_step_labels(args.data)[: args.limit]
         if args.recipe:
             scorer = load_recipe(args.recipe).prm(model=args.prm)
         else:
@@ -181,6 +212,11 @@ def main(argv: list[str] | None = None) -> None:
     kept = [r for r, ok in zip(rows, fits) if ok]
     scores = scorer.score([p for p, ok in zip(paths, fits) if ok]).scores
     report = {**prm_metrics(scores, [r.labels for r in kept], args.threshold), "skipped_too_long": fits.count(False)}
+    if args.siblings:
+        from evals.tasks import countdown
+
+        kept_rows = [row for row, ok in zip(sibling_rows, fits) if ok]
+        report["siblings_by_left"] = sibling_metrics(kept_rows, scores, lambda q: len(countdown.parse_question(q)[1]))
     print(json.dumps(report, indent=2))
 
 

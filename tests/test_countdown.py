@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+from engine.models import MODELS_DIR
 from evals.tasks import countdown as cd
 
 Q = "24:3 7 8 12"
@@ -149,6 +150,36 @@ def test_random_paths_are_labelled_by_the_oracle_and_include_false_claims():
     assert any(all(r["labels"]) for r in rows)  # some random paths solve the problem
 
 
+def test_sibling_paths_are_balanced_sibling_sets_with_oracle_labels():
+    """Per state of the walk (at most 5 numbers): per_state of its legal moves, good ones first up to
+    half, each labelled by the oracle; at the last state every wrong claim of the target."""
+    problems = cd.generate_problems(30, seed=4, difficulties=(3, 4, 5))
+    rows = cd.sibling_paths(problems, per_state=4, seed=1)
+    assert rows == cd.sibling_paths(problems, per_state=4, seed=1)  # deterministic in seed
+    assert len({(r["question"], tuple(r["completions"])) for r in rows}) == len(rows)
+    sets: dict = {}
+    for r in rows:
+        assert r["labels"] == cd.step_labels(r["question"], r["completions"])
+        sets.setdefault((r["question"], tuple(r["completions"][:-1])), []).append(r)
+    target_of = {p.question: p.target for p in problems}
+    for (question, prefix), siblings in sets.items():
+        target = target_of[question]
+        state = cd.parse_question(question)[1]
+        for step in prefix:
+            state = cd.apply_step(state, step)
+        assert state is not None  # the walk takes legal moves only
+        legal = [r for r in siblings if cd.apply_step(state, r["completions"][-1]) is not None]
+        claims = [r for r in siblings if r not in legal]
+        good = [r for r in legal if cd.reachable(cd.apply_step(state, r["completions"][-1]), target)]
+        options = cd.moves(state)
+        n_good = sum(cd.reachable(after, target) for _, after in options)
+        kept_good = min(2, n_good)
+        assert len(good) == kept_good and len(legal) - len(good) == min(4 - kept_good, len(options) - n_good)
+        assert all(r["completions"][-1].endswith(f"={target}|{target}") and not r["labels"][-1] for r in claims)
+        assert not claims or len(state) == 2
+    assert any(r["labels"][-1] for r in rows) and any(not r["labels"][-1] for r in rows)
+
+
 def test_evals_run_on_countdown_with_the_shipped_policy_and_the_oracle_prm(tmp_path):
     """The countdown recipe end to end: beam search guided by the exact labels, graded on whole paths."""
     import json
@@ -230,3 +261,34 @@ def test_accuracy_by_left_by_hand():
     assert accuracy_by_left(paths) == {3: {"accuracy": 1.0, "positive_share": 1.0, "steps": 1},
                                        2: {"accuracy": 1.0, "positive_share": 0.5, "steps": 2},
                                        1: {"accuracy": 0.0, "positive_share": 1.0, "steps": 1}}
+
+
+def test_sibling_metrics_by_hand():
+    from evals.prm_eval import sibling_metrics
+
+    row = lambda q, steps, last: {"question": q, "completions": steps, "labels": [True] * (len(steps) - 1) + [last]}  # noqa: E731
+    rows = [row("q", ["a"], True), row("q", ["b"], False), row("q", ["c"], False),  # one set, 3 left after its step
+            row("q", ["a", "x"], True), row("q", ["a", "y"], False),  # 2 left: two sets of two
+            row("r", ["z", "u"], False), row("r", ["z", "v"], True)]
+    scores = [[0.9], [0.6], [0.2], [0.9, 0.4], [0.9, 0.45], [0.5, 0.8], [0.5, 0.7]]
+    report = sibling_metrics(rows, scores, lambda q: 4)
+    # left 3: right on a (0.9 yes), wrong on b (0.6 says yes), right on c; a outranks both: AUROC 1
+    assert report[3] == {"accuracy": 2 / 3, "positive_share": 1 / 3, "sibling_auroc": 1.0, "steps": 3}
+    # left 2: x (0.4, no: wrong), y (0.45 no: right), u (0.8 yes: wrong), v (0.7 yes: right); both sets ranked wrong
+    assert report[2] == {"accuracy": 0.5, "positive_share": 0.5, "sibling_auroc": 0.0, "steps": 4}
+    assert list(report) == [3, 2]
+
+
+def test_prm_eval_siblings_scores_held_out_sibling_sets_of_dev_problems():
+    import json
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "evals.prm_eval", "--prm", str(MODELS_DIR / "countdown-prm"), "--siblings", "4"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(run.stdout)
+    rows = cd.sibling_paths(cd.load_split("dev")[:4], per_state=8, seed=0)
+    by_left = report["siblings_by_left"]
+    assert report["paths"] == len(rows) and sum(v["steps"] for v in by_left.values()) == len(rows)
+    assert set(by_left) <= {"1", "2", "3", "4"} and all(0 <= v["accuracy"] <= 1 for v in by_left.values())

@@ -60,6 +60,8 @@ class PRMConfig(StepTrainingArguments, FreshModelArguments):
     search_problems: int = field(default=0, metadata={"help": "Also the states a PRM-guided beam search scores (every partial path it proposes) on this many fresh problems, labelled by the world's exact labels: the states the search has to rank, its own near-misses included. Written to rollouts/search.jsonl and trained on with the rest."})
     search_prm: str | None = field(default=None, metadata={"help": "PRM directory that guides that beam search (e.g. the previous PRM generation); needed with --search_problems."})
     search_n: int = field(default=16, metadata={"help": "Beam search budget n of that search (its other settings: the recipe's search section, temperature included)."})
+    sibling_problems: int = field(default=0, metadata={"help": "Countdown: also oracle-labelled sibling sets on this many fresh problems (countdown.sibling_paths: at each state of a walk, a balanced sample of its legal moves, each labelled; no policy needed, --dataset_num_proc processes). Written to rollouts/siblings.jsonl (reused on a rerun) and trained on with the rest."})
+    sibling_per_state: int = field(default=8, metadata={"help": "Legal moves kept per state in those sibling sets."})
     data_only: bool = field(default=False, metadata={"help": "Make (or reuse) the rollout files and stop: make the data where vLLM runs, train elsewhere (a GPU) with --train_file/--eval_file."})
     # Defaults that differ from StepTrainingArguments'.
     output_dir: str = field(default="models/prm", metadata={"help": "Where checkpoints, rollouts and the final model go."})
@@ -127,6 +129,40 @@ def default_rollouts(cfg: PRMConfig) -> tuple[list[FsPath], FsPath]:
     del policy, prm  # together: tearing one vLLM engine down resets the process-wide state the other uses
     gc.collect()
     return train_paths, eval_path
+
+
+SIBLING_CHUNK = 500  # problems per work item: the rows depend on the seed, not on the process count
+
+
+def _sibling_chunk(args: tuple) -> list[dict]:
+    world, n, seed, per_state = args
+    return get_world(world).sibling_paths(get_world(world).fresh_problems(n, seed=seed), per_state, seed=seed)
+
+
+def sibling_file(cfg: PRMConfig) -> FsPath:
+    """Make (or reuse) rollouts/siblings.jsonl: --sibling_problems fresh problems' sibling sets."""
+    path = FsPath(cfg.output_dir) / "rollouts" / "siblings.jsonl"
+    if path.is_file():
+        print(f"reusing sibling sets in {path}")
+        return path
+    world = get_world(cfg.world)
+    if not hasattr(world, "sibling_paths"):
+        raise ValueError(f"--sibling_problems needs a world with sibling_paths (countdown), not {cfg.world!r}")
+    world.load_split("dev")  # the held-out questions, computed once before the workers fork
+    jobs = [(cfg.world, min(SIBLING_CHUNK, cfg.sibling_problems - start), cfg.seed + 37_000 + start // SIBLING_CHUNK, cfg.sibling_per_state)
+            for start in range(0, cfg.sibling_problems, SIBLING_CHUNK)]
+    workers = max(1, cfg.dataset_num_proc or 1)
+    if workers == 1:
+        chunks = [_sibling_chunk(job) for job in jobs]
+    else:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            chunks = pool.map(_sibling_chunk, jobs)
+    rows = list({(r["question"], tuple(r["completions"])): r for chunk in chunks for r in chunk}.values())  # chunks may share a problem
+    write_jsonl(path, rows)
+    print(f"sibling sets: {len(rows)} paths ({negatives(rows)}) from {cfg.sibling_problems} problems")
+    return path
 
 
 class RecordingPRM:
@@ -220,8 +256,10 @@ def train(cfg: PRMConfig) -> Trainer | None:
         eval_path = FsPath(cfg.eval_file) if cfg.eval_file else None
     else:
         train_paths, eval_path = default_rollouts(cfg)
-        if cfg.data_only:
-            return None
+    if cfg.sibling_problems:
+        train_paths.append(sibling_file(cfg))
+    if cfg.data_only:
+        return None
     dataset = prm_dataset([row for f in train_paths for row in load_prm_jsonl(f)], encoder, cfg.max_length, cfg.dataset_num_proc)
     if model is None:
         model = deepen(AutoModelForCausalLM.from_pretrained(str(init), dtype=torch.float32), cfg.deepen)

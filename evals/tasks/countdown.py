@@ -348,3 +348,51 @@ def random_paths(problems: Sequence[CountdownProblem], per_problem: int, seed: i
             for path in paths:
                 rows.setdefault((p.question, tuple(path)), {"question": p.question, "completions": path, "labels": step_labels(p.question, path)})
     return list(rows.values())
+
+
+def sibling_paths(problems: Sequence[CountdownProblem], per_state: int, seed: int, wander: float = 0.25) -> list[dict]:
+    """Oracle-labelled sibling sets for PRM training, no policy needed: what a beam search has
+    to rank. Per problem, one walk from the question to a single number; at every state on it
+    with at most 5 numbers, `per_state` of its legal moves (half of them keeping the target
+    reachable where it can, the rest dead ends), each as the walk so far plus that move; at the
+    last state also every claim of the target through wrong arithmetic (`13*7=56|56`). The walk
+    goes on through a reachable move (chosen uniformly), or with probability `wander` through
+    any legal move, so some sibling sets hang off dead states. Rows are {"question",
+    "completions", "labels"}, each distinct path once, deterministic in seed."""
+    rng = random.Random(seed)
+    rows: dict[tuple, dict] = {}
+
+    def add(question: str, path: list[str]) -> None:
+        rows.setdefault((question, tuple(path)), {"question": question, "completions": path, "labels": step_labels(question, path)})
+
+    for p in problems:
+        state, steps = p.numbers, []
+        while len(state) > 1:
+            options = moves(state)
+            if len(state) > 5:  # judging 5 numbers left costs ~35 ms a state: no siblings here, step on (reachably if 4 tries find it)
+                for _ in range(4):
+                    step, after = rng.choice(options)
+                    if reachable(after, p.target):
+                        break
+                steps.append(step)
+                state = after
+                continue
+            labelled = [(step, after, reachable(after, p.target)) for step, after in options]
+            good = [x for x in labelled if x[2]]
+            bad = [x for x in labelled if not x[2]]
+            rng.shuffle(good)
+            rng.shuffle(bad)
+            kept_good = good[: per_state // 2]
+            for step, _, _ in kept_good + bad[: per_state - len(kept_good)]:
+                add(p.question, steps + [step])
+            if len(state) == 2:
+                a, b = state[1], state[0]
+                for op in OPS:
+                    if combine(a, op, b) != p.target:
+                        add(p.question, steps + [f"{a}{op}{b}={p.target}|{p.target}"])
+            if good and rng.random() >= wander:
+                step, state, _ = rng.choice(good)
+            else:
+                step, state = rng.choice(options)
+            steps.append(step)
+    return list(rows.values())
