@@ -101,3 +101,59 @@ def test_step_rows_stop_at_the_first_wrong_step():
     ex = tokenize_unpaired(rows[1], enc)
     assert ex["prompt_ids"] == enc.path_ids("3+4*5-2", ["3+20-2"])[0]
     assert ex["prompt_ids"] + ex["completion_ids"] == enc.path_ids("3+4*5-2", ["3+20-2", "24-2"])[0]
+
+
+def test_countdown_step_rows_push_down_the_move_that_loses_the_target():
+    """On countdown a step is desirable iff it is legal and the target stays reachable (10 from 2 3 5:
+    3+2=5 then 5+5=10; 5*3=15 leaves 2 15, from which 10 cannot be made), and a finishing step
+    only if the path is solved."""
+    from evals.recipes import load_recipe
+    from evals.tasks import countdown
+
+    fmt = load_recipe("recipes/countdown.yaml").policy_spec.format
+    rows = step_rows("10:2 3 5", ("3+2=5|5 5", "5+5=10|10"), True, fmt, countdown)
+    assert [(r["prefix_steps"], r["completion"], r["label"]) for r in rows] == [
+        ([], "3+2=5|5 5<sep>", True), (["3+2=5|5 5"], "5+5=10|10<sep></s>", True)]
+    rows = step_rows("10:2 3 5", ("5*3=15|2 15", "15-2=10|10"), True, fmt, countdown)  # a dead end, then a fudged claim
+    assert [(r["completion"], r["label"]) for r in rows] == [("5*3=15|2 15<sep>", False)]
+    rows = step_rows("10:2 3 5", ("3+2=5|5 5",), True, fmt, countdown)  # stops with two numbers left: that EOS is undesirable
+    assert [(r["completion"], r["label"]) for r in rows] == [("3+2=5|5 5<sep></s>", False)]
+    assert [r["label"] for r in completion_rows("10:2 3 5", ("3+2=5|5 5", "5+5=10|10"), True, fmt, countdown)] == [True]
+    assert [r["label"] for r in completion_rows("10:2 3 5", ("5*3=15|2 15", "15-2=10|10"), True, fmt, countdown)] == [False]
+
+
+def test_sft_control_loss_is_the_token_mean_nll_of_the_completions():
+    """--loss_type sft (rejection-sampling fine-tuning on the same rows): cross-entropy of the
+    completion tokens only, averaged over all of them in the batch."""
+    from transformers import LlamaConfig, LlamaForCausalLM, TrainingArguments
+
+    from trainers.kto import KTOTrainer
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=11, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+                                         intermediate_size=32, pad_token_id=0))
+    examples = [{"prompt_ids": [1, 2, 3], "completion_ids": [4, 5], "kl_prompt_ids": [6], "label": True},
+                {"prompt_ids": [7], "completion_ids": [8, 9, 10], "kl_prompt_ids": [1, 2], "label": True}]
+    batch = KTOCollator(0)(examples)
+    trainer = KTOTrainer(model=model, args=TrainingArguments(output_dir="/tmp/unused", report_to="none", use_cpu=True), ref_model=None, beta=0.1,
+                         desirable_weight=1.0, undesirable_weight=1.0, length_normalized=False, loss_type="sft")
+    loss = trainer.compute_loss(model, dict(batch))
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    expected = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11), batch["labels"][:, 1:].reshape(-1), ignore_index=-100)
+    assert torch.allclose(loss, expected, atol=1e-6)
+
+
+def test_selected_rows_cut_completions_and_keep_what_each_run_trains_on(tmp_path):
+    from trainers.kto import selected_rows
+
+    rows = [{"question": "10:2 3 5", "completion": "3+2=5|5 5<sep>", "label": True},
+            {"question": "10:2 3 5", "completion": "5*3=15|2 15<sep>", "label": False},
+            {"question": "10:2 3 5", "prefix_steps": ["3+2=5|5 5"], "completion": "5+5=10|10<sep></s>", "label": True}]
+    cfg = lambda **kw: KTOConfig(output_dir=str(tmp_path), **kw)  # noqa: E731
+    assert selected_rows(rows, cfg()) == rows
+    moves = selected_rows(rows, cfg(completion_until="="))  # the move alone: its result and the numbers left are dropped
+    assert [r["completion"] for r in moves] == ["3+2", "5*3", "5+5"] and moves[2]["prefix_steps"] == ["3+2=5|5 5"]
+    assert [r["label"] for r in selected_rows(rows, cfg(loss_type="sft"))] == [True, True]
+    assert selected_rows(rows, cfg(keep_desirable=0.0)) == [rows[1]]
+    with pytest.raises(ValueError, match="--loss_type"):
+        selected_rows(rows, cfg(loss_type="dpo"))

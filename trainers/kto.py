@@ -2,12 +2,15 @@
 
     python -m trainers.kto --output_dir models/kto                     # embedded-world demo data
     python -m trainers.kto --train_file unpaired.jsonl --init_model DIR --output_dir out
+    python -m trainers.kto --world countdown --recipe recipes/countdown.yaml --init_model models/countdown-policy \
+        --output_dir runs/kto-cd --data_only                           # the countdown policy's own steps, oracle-labelled
+    python -m trainers.kto --train_file runs/kto-cd/data/train.jsonl ... --loss_type sft   # the same rows, desirable only
 
 Rows are `{"prompt": str, "completion": str, "label": true|false}` (or `"question"`, which
 goes through the step format's prompt template, optionally with `"prefix_steps": [...]`, the
 steps already taken, which then belong to the prompt). By default the data comes from the
-embedded world: the SFT policy samples solutions of fresh problems (through engine.Policy)
-and the exact verifier labels them, per step by default (`--granularity step`: each step up
+embedded world (`--world`): the SFT policy samples solutions of fresh problems (through
+engine.Policy) and the world's exact labels judge them, per step by default (`--granularity step`: each step up
 to the first wrong one is a row, its prompt the question and the steps before it) or per
 whole sample (`--granularity completion`: desirable iff every step is right and the answer
 is correct). The rows are written to `<output_dir>/data/train.jsonl` and reused on a rerun.
@@ -18,6 +21,9 @@ clamped at 0 and detached, is the KL reference point z_ref (trainers.losses.kto_
 When the classes are imbalanced and no weights are given, the desirable weight is set so
 that lambda_D * n_D / (lambda_U * n_U) lies in [1, 4/3] (the paper's recommendation), with a
 warning. Logs rewards/chosen, rewards/rejected, rewards/margins and kl.
+
+`--loss_type sft` is the control at equal data and steps: rejection-sampling fine-tuning, the
+token-mean NLL of the desirable rows alone (no reference model).
 """
 
 from __future__ import annotations
@@ -49,14 +55,18 @@ class KTOConfig(StepTrainingArguments):
 
     init_model: str = field(default=str(DEFAULT_POLICY), metadata={"help": "Policy to improve (also the frozen reference)."})
     train_file: str | None = field(default=None, metadata={"help": "Unpaired JSONL {'prompt'|'question', 'completion', 'label'}. Default: verifier-labelled policy samples."})
+    world: str = field(default="arith", metadata={"help": "Embedded world of the default data and its exact labels: arith or countdown."})
+    loss_type: str = field(default="kto", metadata={"help": "'kto', or 'sft': the rejection-sampling fine-tuning control on the same rows (token-mean NLL of the desirable completions; the undesirable rows are dropped): if KTO does not beat it, the undesirable rows taught nothing."})
     beta: float = field(default=0.1, metadata={"help": "KTO beta: how far the policy may move from the reference."})
     desirable_weight: float | None = field(default=None, metadata={"help": "lambda_D. Default: 1, or the [1, 4/3] balancing rule when the classes are imbalanced."})
     undesirable_weight: float = field(default=1.0, metadata={"help": "lambda_U."})
     length_normalized: bool = field(default=False, metadata={"help": "Divide sequence log-probs by the number of completion tokens (the course notebook's per-token variant)."})
-    sample_problems: int = field(default=5000, metadata={"help": "Default data: fresh 2-6 operand problems to sample on."})
+    sample_problems: int = field(default=5000, metadata={"help": "Default data: fresh problems to sample on (arith: 2-6 operands; countdown: 3-6 numbers)."})
     samples_per_problem: int = field(default=4, metadata={"help": "Default data: samples per problem."})
     sample_temperature: float = field(default=1.0, metadata={"help": "Default data: sampling temperature."})
     granularity: str = field(default="step", metadata={"help": "Default data: 'step' (one row per step: the steps before it are the prompt, desirable iff right; nothing after the first wrong step) or 'completion' (one row per whole sample)."})
+    data_only: bool = field(default=False, metadata={"help": "Make (or reuse) the default data and stop: sample where vLLM runs, train elsewhere (a GPU) with --train_file."})
+    completion_until: str | None = field(default=None, metadata={"help": "Keep only the part of each completion before this string (countdown: '=' keeps the move 'a op b' and drops its result and the numbers left, which the move determines): the loss then moves the choice, not the shared arithmetic and bookkeeping."})
     keep_desirable: float = field(default=1.0, metadata={"help": "Keep this fraction of desirable rows (e.g. 0.1 to test imbalance)."})
     # Defaults that differ from StepTrainingArguments'.
     output_dir: str = field(default="models/kto", metadata={"help": "Where checkpoints, data and the final model go."})
@@ -169,9 +179,11 @@ class KTOTrainer(Trainer):
 
     loss_is_scaled_for_ga = False
 
-    def __init__(self, *args, ref_model, beta: float, desirable_weight: float, undesirable_weight: float, length_normalized: bool, **kwargs):
+    def __init__(self, *args, ref_model, beta: float, desirable_weight: float, undesirable_weight: float, length_normalized: bool,
+                 loss_type: str = "kto", **kwargs):
         super().__init__(*args, **kwargs)
-        self.ref_model = ref_model.eval().requires_grad_(False)
+        self.ref_model = ref_model.eval().requires_grad_(False) if ref_model is not None else None
+        self.loss_type = loss_type
         self.beta, self.length_normalized = beta, length_normalized
         self.desirable_weight, self.undesirable_weight = desirable_weight, undesirable_weight
         self._metrics: dict[str, list[float]] = defaultdict(list)
@@ -183,6 +195,10 @@ class KTOTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         label = inputs["label"]
         policy = self._logps(model, inputs, "")
+        if self.loss_type == "sft":  # the control: every row is desirable; token-mean NLL of the batch
+            loss = -policy.sum() / (inputs["labels"][:, 1:] != IGNORE_INDEX).sum().clamp(min=1)
+            self._metrics["nll"].append(loss.item())
+            return (loss, {"losses": loss}) if return_outputs else loss
         with torch.no_grad():  # z_ref is detached: its forward passes need no graph
             policy_kl = self._logps(model, inputs, "kl_")
             self.ref_model.to(policy.device)
@@ -213,41 +229,44 @@ class KTOTrainer(Trainer):
 # -- default data: the embedded world ----------------------------------------------------
 
 
-def completion_rows(question: str, steps: tuple[str, ...], finished: bool, fmt) -> list[dict]:
-    """One row for a whole sample: desirable iff it finished, every step is right and the answer is correct."""
-    verdict = arith.verify_steps(question, steps)
-    good = finished and verdict.first_error is None and verdict.answer_correct
+def completion_rows(question: str, steps: tuple[str, ...], finished: bool, fmt, world=arith) -> list[dict]:
+    """One row for a whole sample: desirable iff it finished, every step's exact label is
+    Positive and the world's grader says it is solved."""
+    good = finished and all(world.step_labels(question, list(steps))) and world.solved(question, list(steps), True)
     return [{"question": question, "completion": fmt.join_steps(steps, finished=finished), "label": good}]
 
 
-def step_rows(question: str, steps: tuple[str, ...], finished: bool, fmt) -> list[dict]:
-    """One row per step up to the first wrong one: prompt = question + the steps before it,
-    completion = the step (+ EOS after the last step of a finished sample), label = the verifier's.
+def step_rows(question: str, steps: tuple[str, ...], finished: bool, fmt, world=arith) -> list[dict]:
+    """One row per step up to the first undesirable one: prompt = question + the steps before it,
+    completion = the step (+ EOS after the last step of a finished sample), label = the world's
+    exact process label (arith: the step is right; countdown: it is legal and the target is
+    still reachable), and a finishing step is desirable only if the sample is solved.
 
     A wrong digit late in a sample then pushes down that step alone, not the right steps it
     shares with good samples (at the whole-sample level it does, and the policy's arithmetic
-    degrades).
+    degrades); on countdown, the move that loses the target is the row pushed down.
     """
-    verdict = arith.verify_steps(question, steps)
+    labels = world.step_labels(question, list(steps))
     rows = []
     for k, step in enumerate(steps):
-        last = k == len(steps) - 1
-        good = verdict.step_correct[k] and (not last or not finished or verdict.answer_correct)
+        ends = finished and k == len(steps) - 1
+        good = labels[k] and (not ends or world.solved(question, list(steps), True))
         rows.append({"question": question, "prefix_steps": list(steps[:k]),
-                     "completion": fmt.join_steps([step], finished=finished and last), "label": good})
+                     "completion": fmt.join_steps([step], finished=ends), "label": good})
         if not good:
             break  # later steps build on a wrong state
     return rows
 
 
 def sampled_rows(cfg: KTOConfig) -> list[dict]:
-    """Policy samples on fresh 2-6 operand problems (none from dev or test), labelled by the verifier."""
+    """Policy samples on the world's fresh problems (none from dev or test), labelled exactly."""
     from engine.policy import Policy
+    from evals.tasks import get_world
 
     if cfg.granularity not in ("step", "completion"):
         raise ValueError(f"--granularity must be 'step' or 'completion', got {cfg.granularity!r}")
-    fmt = cfg.step_format
-    problems = arith.fresh_problems(cfg.sample_problems, seed=cfg.seed + 13, n_operands=(2, 6))
+    fmt, world = cfg.step_format, get_world(cfg.world)
+    problems = world.fresh_problems(cfg.sample_problems, seed=cfg.seed + 13)
     policy = Policy(cfg.init_model, fmt)
     rollouts = policy.complete([Path(p.question) for p in problems], cfg.samples_per_problem, temperature=cfg.sample_temperature, max_tokens=256).paths
     del policy
@@ -255,7 +274,7 @@ def sampled_rows(cfg: KTOConfig) -> list[dict]:
     rows = {}
     for problem, paths in zip(problems, rollouts):
         for path in paths:
-            for row in make(problem.question, path.steps, path.finished, fmt) if path.steps else []:
+            for row in make(problem.question, path.steps, path.finished, fmt, world) if path.steps else []:
                 rows.setdefault(json.dumps(row, sort_keys=True), row)  # each distinct row once
     return list(rows.values())
 
@@ -267,16 +286,32 @@ def default_data(cfg: KTOConfig) -> FsPath:
     return path
 
 
-def train(cfg: KTOConfig) -> Trainer:
+def selected_rows(rows: list[dict], cfg: KTOConfig) -> list[dict]:
+    """The rows a run trains on: each completion cut at --completion_until, the desirable rows
+    only for --loss_type sft, then --keep_desirable of the desirable rows (seeded)."""
     import random
 
-    fmt = cfg.step_format
-    init = check_model_dir(cfg.init_model, "init model")
-    tokenizer = load_tokenizer(init, fmt, "init model")
-    rows = load_unpaired_jsonl(cfg.train_file or default_data(cfg))
+    if cfg.loss_type not in ("kto", "sft"):
+        raise ValueError(f"--loss_type must be 'kto' or 'sft', got {cfg.loss_type!r}")
+    if cfg.completion_until:
+        rows = [{**r, "completion": r["completion"].split(cfg.completion_until)[0]} for r in rows]
+        rows = [r for r in rows if r["completion"]]
+    if cfg.loss_type == "sft":
+        rows = [r for r in rows if r["label"]]  # rejection sampling: the desirable rows only
     if cfg.keep_desirable < 1.0:
         rng = random.Random(cfg.seed)
         rows = [r for r in rows if not r["label"] or rng.random() < cfg.keep_desirable]
+    return rows
+
+
+def train(cfg: KTOConfig) -> Trainer | None:
+    fmt = cfg.step_format
+    init = check_model_dir(cfg.init_model, "init model")
+    tokenizer = load_tokenizer(init, fmt, "init model")
+    data = cfg.train_file or default_data(cfg)
+    if cfg.data_only:
+        return None
+    rows = selected_rows(load_unpaired_jsonl(data), cfg)
     n_d, n_u = sum(r["label"] for r in rows), sum(not r["label"] for r in rows)
     desirable_weight = cfg.desirable_weight
     if desirable_weight is None:
@@ -296,11 +331,12 @@ def train(cfg: KTOConfig) -> Trainer:
         train_dataset=dataset,
         data_collator=KTOCollator(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id),
         processing_class=tokenizer,
-        ref_model=copy.deepcopy(model),
+        ref_model=copy.deepcopy(model) if cfg.loss_type == "kto" else None,
         beta=cfg.beta,
         desirable_weight=desirable_weight,
         undesirable_weight=cfg.undesirable_weight,
         length_normalized=cfg.length_normalized,
+        loss_type=cfg.loss_type,
     )
     out = fit(trainer, cfg.output_dir)
     (out / "kto_data.json").write_text(json.dumps({"desirable": n_d, "undesirable": n_u, "desirable_weight": desirable_weight}) + "\n")
