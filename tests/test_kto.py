@@ -142,6 +142,17 @@ def test_sft_control_loss_is_the_token_mean_nll_of_the_completions():
     expected = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11), batch["labels"][:, 1:].reshape(-1), ignore_index=-100)
     assert torch.allclose(loss, expected, atol=1e-6)
 
+    # --nll_weight: the KTO loss plus alpha times that NLL over the desirable rows only
+    import copy
+
+    examples[1]["label"] = False
+    batch = KTOCollator(0)(examples)
+    kto = lambda alpha: KTOTrainer(model=model, args=TrainingArguments(output_dir="/tmp/unused", report_to="none", use_cpu=True),  # noqa: E731
+                                   ref_model=copy.deepcopy(model), beta=0.1, desirable_weight=1.0, undesirable_weight=1.0,
+                                   length_normalized=False, nll_weight=alpha).compute_loss(model, dict(batch))
+    first = torch.nn.functional.cross_entropy(logits[0, :-1], batch["labels"][0, 1:], ignore_index=-100)  # row 0: the desirable one
+    assert torch.allclose(kto(0.5), kto(0.0) + 0.5 * first, atol=1e-6)
+
 
 def test_selected_rows_cut_completions_and_keep_what_each_run_trains_on(tmp_path):
     from trainers.kto import selected_rows

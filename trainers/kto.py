@@ -57,6 +57,7 @@ class KTOConfig(StepTrainingArguments):
     train_file: str | None = field(default=None, metadata={"help": "Unpaired JSONL {'prompt'|'question', 'completion', 'label'}. Default: verifier-labelled policy samples."})
     world: str = field(default="arith", metadata={"help": "Embedded world of the default data and its exact labels: arith or countdown."})
     loss_type: str = field(default="kto", metadata={"help": "'kto', or 'sft': the rejection-sampling fine-tuning control on the same rows (token-mean NLL of the desirable completions; the undesirable rows are dropped): if KTO does not beat it, the undesirable rows taught nothing."})
+    nll_weight: float = field(default=0.0, metadata={"help": "alpha > 0: add alpha times the token-mean NLL of the batch's desirable completions to the KTO loss (an anchor, as DPO's rpo_alpha; the clamped KL reference point alone does not keep the policy's likelihood in place)."})
     beta: float = field(default=0.1, metadata={"help": "KTO beta: how far the policy may move from the reference."})
     desirable_weight: float | None = field(default=None, metadata={"help": "lambda_D. Default: 1, or the [1, 4/3] balancing rule when the classes are imbalanced."})
     undesirable_weight: float = field(default=1.0, metadata={"help": "lambda_U."})
@@ -180,10 +181,10 @@ class KTOTrainer(Trainer):
     loss_is_scaled_for_ga = False
 
     def __init__(self, *args, ref_model, beta: float, desirable_weight: float, undesirable_weight: float, length_normalized: bool,
-                 loss_type: str = "kto", **kwargs):
+                 loss_type: str = "kto", nll_weight: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.ref_model = ref_model.eval().requires_grad_(False) if ref_model is not None else None
-        self.loss_type = loss_type
+        self.loss_type, self.nll_weight = loss_type, nll_weight
         self.beta, self.length_normalized = beta, length_normalized
         self.desirable_weight, self.undesirable_weight = desirable_weight, undesirable_weight
         self._metrics: dict[str, list[float]] = defaultdict(list)
@@ -196,8 +197,7 @@ class KTOTrainer(Trainer):
         label = inputs["label"]
         policy = self._logps(model, inputs, "")
         if self.loss_type == "sft":  # the control: every row is desirable; token-mean NLL of the batch
-            loss = -policy.sum() / (inputs["labels"][:, 1:] != IGNORE_INDEX).sum().clamp(min=1)
-            self._metrics["nll"].append(loss.item())
+            loss = self._nll(policy, inputs["labels"], label)
             return (loss, {"losses": loss}) if return_outputs else loss
         with torch.no_grad():  # z_ref is detached: its forward passes need no graph
             policy_kl = self._logps(model, inputs, "kl_")
@@ -217,7 +217,15 @@ class KTOTrainer(Trainer):
             self._metrics["rewards/margins"].append(chosen_rewards.mean().item() - rejected_rewards.mean().item())
         self._metrics["kl"].append(kl.item())
         loss = losses.mean()
+        if self.nll_weight > 0 and label.any():
+            loss = loss + self.nll_weight * self._nll(policy, inputs["labels"], label)
         return (loss, {"losses": losses}) if return_outputs else loss
+
+    def _nll(self, logps: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Token-mean NLL of the completions of the selected rows (logps: their summed log-probs)."""
+        nll = -logps[rows].sum() / (labels[rows][:, 1:] != IGNORE_INDEX).sum().clamp(min=1)
+        self._metrics["nll"].append(nll.item())
+        return nll
 
     def log(self, logs: dict, *args, **kwargs) -> None:
         for key, values in self._metrics.items():
@@ -337,6 +345,7 @@ def train(cfg: KTOConfig) -> Trainer | None:
         undesirable_weight=cfg.undesirable_weight,
         length_normalized=cfg.length_normalized,
         loss_type=cfg.loss_type,
+        nll_weight=cfg.nll_weight,
     )
     out = fit(trainer, cfg.output_dir)
     (out / "kto_data.json").write_text(json.dumps({"desirable": n_d, "undesirable": n_u, "desirable_weight": desirable_weight}) + "\n")
