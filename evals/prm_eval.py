@@ -114,17 +114,17 @@ def sibling_metrics(rows: Sequence[dict], scores: Sequence[Sequence[float]], dif
     accuracy, the share of Positive labels (always-yes accuracy), and the within-set AUROC
     between its Positive and Negative last steps."""
     by_left: dict[int, list] = {}
-    sets: dict[tuple, tuple[list, list]] = {}
+    sets: dict[int, dict[tuple, tuple[list, list]]] = {}  # left -> (question, the steps before) -> (scores, labels)
     for row, s in zip(rows, scores, strict=True):
         left = difficulty(row["question"]) - len(row["completions"])
         by_left.setdefault(left, []).append((s[-1], row["labels"][-1]))
-        group = sets.setdefault((left, row["question"], tuple(row["completions"][:-1])), ([], []))
+        group = sets.setdefault(left, {}).setdefault((row["question"], tuple(row["completions"][:-1])), ([], []))
         group[0].append(s[-1])
         group[1].append(row["labels"][-1])
     report = {}
     for left in sorted(by_left, reverse=True):
         pairs = by_left[left]
-        auroc, _ = within_problem_auroc([g for (k, *_), g in sets.items() if k == left])
+        auroc, _ = within_problem_auroc(list(sets[left].values()))
         report[left] = {"accuracy": sum((p >= 0.5) == y for p, y in pairs) / len(pairs), "positive_share": sum(y for _, y in pairs) / len(pairs),
                         "sibling_auroc": auroc, "steps": len(pairs)}
     return report
@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     from evals.datasets import DatasetError
     from evals.recipes import RecipeError, load_recipe
     from evals.step_data import load_step_labels, parse_row
+    from evals.tasks import countdown
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prm", default=None, help="PRM model directory (default: the recipe's, else models/prm)")
@@ -192,8 +193,6 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("one of --data, --run or --siblings is required")
     try:
         if args.siblings:
-            from evals.tasks import countdown
-
             sibling_rows = countdown.sibling_paths(countdown.load_split("dev")[: args.siblings], per_state=8, seed=0)
             rows = [parse_row(row, f"sibling set {k}") for k, row in enumerate(sibling_rows)]
         else:
@@ -213,8 +212,6 @@ def main(argv: list[str] | None = None) -> None:
     scores = scorer.score([p for p, ok in zip(paths, fits) if ok]).scores
     report = {**prm_metrics(scores, [r.labels for r in kept], args.threshold), "skipped_too_long": fits.count(False)}
     if args.siblings:
-        from evals.tasks import countdown
-
         kept_rows = [row for row, ok in zip(sibling_rows, fits) if ok]
         report["siblings_by_left"] = sibling_metrics(kept_rows, scores, lambda q: len(countdown.parse_question(q)[1]))
     print(json.dumps(report, indent=2))

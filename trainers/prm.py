@@ -135,8 +135,9 @@ SIBLING_CHUNK = 500  # problems per work item: the rows depend on the seed, not 
 
 
 def _sibling_chunk(args: tuple) -> list[dict]:
-    world, n, seed, per_state = args
-    return get_world(world).sibling_paths(get_world(world).fresh_problems(n, seed=seed), per_state, seed=seed)
+    name, n, seed, per_state = args
+    world = get_world(name)
+    return world.sibling_paths(world.fresh_problems(n, seed=seed), per_state, seed=seed)
 
 
 def sibling_file(cfg: PRMConfig) -> FsPath:
