@@ -26,6 +26,39 @@ def test_generation_is_deterministic_and_every_problem_is_solved_by_its_referenc
         assert all(cd.step_labels(p.question, p.steps))
 
 
+def test_several_solutions_per_problem_are_uniform_draws_the_first_the_reference():
+    from collections import Counter
+
+    p = next(p for p in cd.load_split("dev") if p.difficulty == 4)
+    k = 400
+    draws = p.solutions(k)
+    assert draws[0] == p.steps and draws == p.solutions(k)  # deterministic; the first is the reference
+    assert all(cd.solved(p.question, d) for d in draws)
+    # uniform over all solutions: every solution by brute force over moves, each drawn about k/len times
+    def all_solutions(state, steps=()):
+        if len(state) == 1:
+            return [steps] if state[0] == p.target else []
+        return [s for step, after in cd.moves(state) for s in all_solutions(after, steps + (step,))]
+    every = all_solutions(p.numbers)
+    counts = Counter(draws)
+    assert set(counts) <= set(every) and len(counts) > 1
+    expected = k / len(every)
+    assert max(counts.values()) < expected + 5 * expected**0.5 + 3
+
+
+def test_world_sft_rows_draw_several_solutions_per_problem():
+    from evals.tasks import arith
+    from trainers.data import world_sft_rows
+
+    problems = [p for p in cd.load_split("dev") if p.difficulty <= 4][:6]
+    one, three = world_sft_rows(problems), world_sft_rows(problems, workers=2, per_problem=3)
+    assert [r["steps"] for r in one] == [list(p.steps) for p in problems]
+    assert len(three) == 18 and three[::3] == one
+    assert [r["question"] for r in three] == [p.question for p in problems for _ in range(3)]
+    with pytest.raises(ValueError, match="one reference solution"):
+        world_sft_rows(arith.load_split("dev")[:2], per_problem=2)
+
+
 def test_splits_are_fixed_disjoint_and_balanced():
     test, dev = cd.load_split("test"), cd.load_split("dev")
     assert len(test) == 800 and len(dev) == 400
@@ -178,6 +211,39 @@ def test_sibling_paths_are_balanced_sibling_sets_with_oracle_labels():
         assert all(r["completions"][-1].endswith(f"={target}|{target}") and not r["labels"][-1] for r in claims)
         assert not claims or len(state) == 2
     assert any(r["labels"][-1] for r in rows) and any(not r["labels"][-1] for r in rows)
+
+
+def test_corrupt_step_breaks_exactly_one_rule_by_hand():
+    state, step = (3, 7, 8, 12), "8-7=1|1 3 12"
+    seen = set()
+    for seed in range(60):
+        bad, claimed = cd.corrupt_step(state, step, random.Random(seed))
+        assert cd.apply_step(state, bad) is None  # illegal here
+        assert cd.parse_step(bad)[4] == claimed  # and the numbers it claims to leave are its own
+        seen.add(bad)
+    assert "8-7=2|2 3 12" in seen or "8-7=0|0 3 12" in seen or any(b.startswith("8-7=") and b.endswith("|3 12 " + b[4:b.index("|")]) for b in seen)
+    assert "8-7=1|1 12" in seen or "8-7=1|1 3" in seen  # a number dropped
+    assert any(b.startswith(("3", "7", "8", "12")) and cd.parse_step(b)[0] == cd.parse_step(b)[2] for b in seen)  # a single number used twice
+
+
+def test_corrupted_paths_have_one_slip_and_negative_labels_from_it_on():
+    problems = cd.fresh_problems(30, seed=4)
+    rows = cd.corrupted_paths(problems, 2, seed=3)
+    assert rows == cd.corrupted_paths(problems, 2, seed=3) and len(rows) > 40
+    for r in rows:
+        verdict = cd.verify_steps(r["question"], r["completions"])
+        assert r["labels"] == list(verdict.labels) and verdict.first_error is not None
+        k = verdict.first_error
+        assert not any(r["labels"][k:]) and all(verdict.step_legal[:k])  # legal up to the slip, Negative from it on
+        state = cd.parse_question(r["question"])[1]
+        for step in r["completions"][:k]:
+            state = cd.apply_step(state, step)
+        claimed = cd.parse_step(r["completions"][k])[4]
+        for step in r["completions"][k + 1:-1]:  # after the slip: legal moves from the numbers it claimed
+            claimed = cd.apply_step(claimed, step)
+            assert claimed is not None
+    assert any(cd.parse_step(r["completions"][-1])[3] == cd.parse_question(r["question"])[0] and r["labels"].index(False) < len(r["labels"]) - 1
+               for r in rows)  # some go on to claim the target
 
 
 def test_evals_run_on_countdown_with_the_shipped_policy_and_the_oracle_prm(tmp_path):

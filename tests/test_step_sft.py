@@ -103,6 +103,11 @@ def test_fine_tunes_a_local_model_dir_on_a_jsonl_file(smoke_run, tmp_path):
     trainer = train(StepSFTConfig(output_dir=str(tmp_path / "ft"), init_model=str(out), train_file=str(rows),
                                   max_steps=4, **{**TINY, "logging_steps": 1}))
     assert trainer.state.global_step == 4 and (tmp_path / "ft" / "model.safetensors").is_file()
+    deep = train(StepSFTConfig(output_dir=str(tmp_path / "deep"), init_model=str(out), train_file=str(rows), deepen=2,
+                               max_steps=1, **{**TINY, "logging_steps": 1}))  # --deepen: twice the layers, same start
+    base_layers = json.loads((out / "config.json").read_text())["num_hidden_layers"]
+    assert deep.model.config.num_hidden_layers == 2 * base_layers
+    assert json.loads((tmp_path / "deep" / "config.json").read_text())["num_hidden_layers"] == 2 * base_layers
 
 
 def test_train_operands_picks_the_split_or_fresh_problems():

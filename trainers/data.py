@@ -6,6 +6,7 @@ step format's prompt template) or `{"prompt": str, "steps": [...]}` (used verbat
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any, Iterable
@@ -19,20 +20,25 @@ from evals.step_data import parse_row
 from trainers.losses import IGNORE_INDEX  # label value that the losses ignore
 
 
-def _sft_row(problem: Any) -> dict:
-    return {"question": problem.question, "steps": list(problem.steps)}
+def _sft_rows(problem: Any, per_problem: int = 1) -> list[dict]:
+    paths = [problem.steps] if per_problem == 1 else problem.solutions(per_problem)
+    return [{"question": problem.question, "steps": list(steps)} for steps in paths]
 
 
-def world_sft_rows(problems: Iterable[Any], workers: int = 1) -> list[dict]:
-    """Reference solutions of embedded-world problems as step-SFT rows (countdown draws each
-    uniformly among all solutions, up to ~0.5 s a problem: `workers` processes share that)."""
+def world_sft_rows(problems: Iterable[Any], workers: int = 1, per_problem: int = 1) -> list[dict]:
+    """Reference solutions of embedded-world problems as step-SFT rows, `per_problem` for each
+    (countdown draws each uniformly among all solutions, up to ~0.5 s a problem for the first,
+    little more for the rest: `workers` processes share that)."""
     problems = list(problems)
+    if per_problem > 1 and problems and not hasattr(problems[0], "solutions"):
+        raise ValueError("this world has one reference solution per problem; use --solutions_per_problem 1")
+    draw = functools.partial(_sft_rows, per_problem=per_problem)
     if workers <= 1:
-        return [_sft_row(p) for p in problems]
+        return [row for p in problems for row in draw(p)]
     import multiprocessing
 
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        return pool.map(_sft_row, problems, chunksize=64)
+        return [row for rows in pool.map(draw, problems, chunksize=64) for row in rows]
 
 
 def write_jsonl(path: str | Path, rows: list[dict]) -> None:

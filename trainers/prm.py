@@ -62,6 +62,8 @@ class PRMConfig(StepTrainingArguments, FreshModelArguments):
     search_n: int = field(default=16, metadata={"help": "Beam search budget n of that search (its other settings: the recipe's search section, temperature included)."})
     sibling_problems: int = field(default=0, metadata={"help": "Countdown: also oracle-labelled sibling sets on this many fresh problems (countdown.sibling_paths: at each state of a walk, a balanced sample of its legal moves, each labelled; no policy needed, --dataset_num_proc processes). Written to rollouts/siblings.jsonl (reused on a rerun) and trained on with the rest."})
     sibling_per_state: int = field(default=8, metadata={"help": "Legal moves kept per state in those sibling sets."})
+    corrupted_problems: int = field(default=0, metadata={"help": "Countdown: also oracle-labelled paths with one illegal step inside on this many fresh problems (countdown.corrupted_paths: a wrong result, a number dropped, added or changed, a number used twice; the walk goes on after it; no policy needed). Written to rollouts/corrupted.jsonl (reused on a rerun) and trained on with the rest."})
+    corrupted_per_problem: int = field(default=2, metadata={"help": "Corrupted walks per problem."})
     data_only: bool = field(default=False, metadata={"help": "Make (or reuse) the rollout files and stop: make the data where vLLM runs, train elsewhere (a GPU) with --train_file/--eval_file."})
     # Defaults that differ from StepTrainingArguments'.
     output_dir: str = field(default="models/prm", metadata={"help": "Where checkpoints, rollouts and the final model go."})
@@ -131,38 +133,45 @@ def default_rollouts(cfg: PRMConfig) -> tuple[list[FsPath], FsPath]:
     return train_paths, eval_path
 
 
-SIBLING_CHUNK = 500  # problems per work item: the rows depend on the seed, not on the process count
+ORACLE_CHUNK = 500  # problems per work item: the rows depend on the seed, not on the process count
+ORACLE_DATA = {  # kind: (world function, seed offset, the config fields of its problem count and its per-item count)
+    "siblings": ("sibling_paths", 37_000, "sibling_problems", "sibling_per_state"),
+    "corrupted": ("corrupted_paths", 53_000, "corrupted_problems", "corrupted_per_problem"),
+}
 
 
-def _sibling_chunk(args: tuple) -> list[dict]:
-    name, n, seed, per_state = args
+def _oracle_chunk(args: tuple) -> list[dict]:
+    name, function, n, seed, per = args
     world = get_world(name)
-    return world.sibling_paths(world.fresh_problems(n, seed=seed), per_state, seed=seed)
+    return getattr(world, function)(world.fresh_problems(n, seed=seed), per, seed=seed)
 
 
-def sibling_file(cfg: PRMConfig) -> FsPath:
-    """Make (or reuse) rollouts/siblings.jsonl: --sibling_problems fresh problems' sibling sets."""
-    path = FsPath(cfg.output_dir) / "rollouts" / "siblings.jsonl"
+def oracle_file(cfg: PRMConfig, kind: str) -> FsPath:
+    """Make (or reuse) rollouts/<kind>.jsonl: oracle-labelled paths on fresh problems that need no
+    policy (ORACLE_DATA: sibling sets, corrupted walks), made by --dataset_num_proc processes."""
+    function, seed_offset, count_field, per_field = ORACLE_DATA[kind]
+    path = FsPath(cfg.output_dir) / "rollouts" / f"{kind}.jsonl"
     if path.is_file():
-        print(f"reusing sibling sets in {path}")
+        print(f"reusing {kind} paths in {path}")
         return path
     world = get_world(cfg.world)
-    if not hasattr(world, "sibling_paths"):
-        raise ValueError(f"--sibling_problems needs a world with sibling_paths (countdown), not {cfg.world!r}")
+    if not hasattr(world, function):
+        raise ValueError(f"--{count_field} needs a world with {function} (countdown), not {cfg.world!r}")
     world.load_split("dev")  # the held-out questions, computed once before the workers fork
-    jobs = [(cfg.world, min(SIBLING_CHUNK, cfg.sibling_problems - start), cfg.seed + 37_000 + start // SIBLING_CHUNK, cfg.sibling_per_state)
-            for start in range(0, cfg.sibling_problems, SIBLING_CHUNK)]
+    total = getattr(cfg, count_field)
+    jobs = [(cfg.world, function, min(ORACLE_CHUNK, total - start), cfg.seed + seed_offset + start // ORACLE_CHUNK, getattr(cfg, per_field))
+            for start in range(0, total, ORACLE_CHUNK)]
     workers = max(1, cfg.dataset_num_proc or 1)
     if workers == 1:
-        chunks = [_sibling_chunk(job) for job in jobs]
+        chunks = [_oracle_chunk(job) for job in jobs]
     else:
         import multiprocessing
 
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            chunks = pool.map(_sibling_chunk, jobs)
+            chunks = pool.map(_oracle_chunk, jobs)
     rows = list({(r["question"], tuple(r["completions"])): r for chunk in chunks for r in chunk}.values())  # chunks may share a problem
     write_jsonl(path, rows)
-    print(f"sibling sets: {len(rows)} paths ({negatives(rows)}) from {cfg.sibling_problems} problems")
+    print(f"{kind} paths: {len(rows)} ({negatives(rows)}) from {total} problems")
     return path
 
 
@@ -257,8 +266,7 @@ def train(cfg: PRMConfig) -> Trainer | None:
         eval_path = FsPath(cfg.eval_file) if cfg.eval_file else None
     else:
         train_paths, eval_path = default_rollouts(cfg)
-    if cfg.sibling_problems:
-        train_paths.append(sibling_file(cfg))
+    train_paths += [oracle_file(cfg, kind) for kind, (_, _, count, _) in ORACLE_DATA.items() if getattr(cfg, count)]
     if cfg.data_only:
         return None
     dataset = prm_dataset([row for f in train_paths for row in load_prm_jsonl(f)], encoder, cfg.max_length, cfg.dataset_num_proc)

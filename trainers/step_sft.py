@@ -23,7 +23,7 @@ from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer
 from engine.encoding import StepEncoder
 from engine.models import check_model_dir, load_tokenizer
 from evals.tasks import arith, get_world
-from trainers.common import FreshModelArguments, StepTrainingArguments, cli, fit, fresh_llama
+from trainers.common import FreshModelArguments, StepTrainingArguments, cli, deepen, fit, fresh_llama
 from trainers.data import load_sft_jsonl, sft_dataset, world_sft_rows, write_jsonl
 
 
@@ -32,9 +32,11 @@ class StepSFTConfig(StepTrainingArguments, FreshModelArguments):
     """Step-SFT options; every transformers TrainingArguments option is accepted too."""
 
     init_model: str | None = field(default=None, metadata={"help": "Local HF causal-LM directory to fine-tune. Default: a fresh Llama from the size options."})
+    deepen: int = field(default=1, metadata={"help": "Repeat each layer of --init_model this many times, the copies starting as identity maps (trainers.common.deepen): a deeper policy that starts as the init model."})
     train_file: str | None = field(default=None, metadata={"help": "JSONL rows {'question' or 'prompt', 'steps': [...]}. Default: the embedded arith train split."})
     max_train_rows: int | None = field(default=None, metadata={"help": "Use at most this many training rows."})
     world: str = field(default="arith", metadata={"help": "Embedded world of the default data: arith (its reference solutions) or countdown (the train split and, past its 20,000, fresh problems up to --max_train_rows; each solution drawn uniformly among all)."})
+    solutions_per_problem: int = field(default=1, metadata={"help": "Countdown: solutions drawn per training problem (uniformly, with replacement)."})
     data_workers: int = field(default=2, metadata={"help": "Processes that draw countdown solutions."})
     train_operands: str = field(default="2-4", metadata={"help": "Embedded world: operand range LO-HI of the training problems. 2-4 is the fixed train split; any other range draws --max_train_rows (default 200000) fresh problems, none from dev or test."})
     eval_problems: int = field(default=200, metadata={"help": "After training, greedy accuracy on this many dev problems (0: skip)."})
@@ -70,7 +72,7 @@ def default_rows(cfg: StepSFTConfig) -> Path:
     rerun (countdown's solutions take minutes to draw)."""
     path = Path(cfg.output_dir) / "data" / "train.jsonl"
     if not path.is_file():
-        write_jsonl(path, world_sft_rows(train_problems(cfg), cfg.data_workers))
+        write_jsonl(path, world_sft_rows(train_problems(cfg), cfg.data_workers, cfg.solutions_per_problem))
     return path
 
 
@@ -82,14 +84,14 @@ def load_model_and_tokenizer(cfg: StepSFTConfig):
     tokenizer = load_tokenizer(path, fmt, "init model")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32), tokenizer
+    return deepen(AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32), cfg.deepen), tokenizer
 
 
 def train(cfg: StepSFTConfig) -> Trainer:
     fmt = cfg.step_format
     model, tokenizer = load_model_and_tokenizer(cfg)
     rows = load_sft_jsonl(cfg.train_file or default_rows(cfg))
-    rows = rows[: cfg.max_train_rows] if cfg.max_train_rows else rows
+    rows = rows[: cfg.max_train_rows * cfg.solutions_per_problem] if cfg.max_train_rows else rows
     dataset = sft_dataset(rows, StepEncoder(tokenizer, fmt), cfg.max_length, cfg.dataset_num_proc)
     print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; {len(dataset)} training rows")
 

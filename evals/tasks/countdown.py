@@ -62,6 +62,10 @@ class CountdownProblem:
         (computed on demand: up to ~0.5 s for six numbers)."""
         return reference_solution(self.id, self.target, self.numbers)
 
+    def solutions(self, k: int) -> list[tuple[str, ...]]:
+        """k reference solutions drawn uniformly with replacement; the first is `steps`."""
+        return reference_solutions(self.id, self.target, self.numbers, k)
+
     @property
     def answer(self) -> int:
         return self.target
@@ -244,8 +248,17 @@ def answer_of(steps: Sequence[str]) -> int | None:
 def reference_solution(seed: str, target: int, numbers: tuple[int, ...]) -> tuple[str, ...]:
     """A solution drawn uniformly among all step sequences that reach the target (each move
     taken with probability proportional to the solutions through it)."""
-    rng = random.Random(seed)
+    return _draw_solution(random.Random(seed), _solution_counter(target), numbers)
+
+
+def reference_solutions(seed: str, target: int, numbers: tuple[int, ...], k: int) -> list[tuple[str, ...]]:
+    """k solutions drawn independently and uniformly (with replacement), the first one
+    `reference_solution`'s; the solution counts are computed once for all k."""
     count = _solution_counter(target)
+    return [_draw_solution(random.Random(seed if j == 0 else f"{seed}#{j}"), count, numbers) for j in range(k)]
+
+
+def _draw_solution(rng: random.Random, count, numbers: tuple[int, ...]) -> tuple[str, ...]:
     state, steps = tuple(sorted(numbers)), []
     while len(state) > 1:
         options = [(step, after, count(after)) for step, after in moves(state)]
@@ -395,4 +408,83 @@ def sibling_paths(problems: Sequence[CountdownProblem], per_state: int, seed: in
             else:
                 step, state = rng.choice(options)
             steps.append(step)
+    return list(rows.values())
+
+
+def corrupt_step(state: tuple[int, ...], step: str, rng: random.Random) -> tuple[str, tuple[int, ...]] | None:
+    """A near-miss of the legal `step` from `state` that breaks exactly one rule, and the numbers it
+    claims to leave: a wrong result (`13-13=1`), a number dropped from, added to or changed in the
+    numbers left, or one number used twice (`14/14=1` with a single 14). None if none applies."""
+    a, op, b, c, rest = parse_step(step)
+    others = list(rest)
+    others.remove(c)
+    kinds = ["result", "result", "dropped", "added", "changed", "twice"]
+    rng.shuffle(kinds)
+    for kind in kinds:
+        if kind == "result":
+            wrong = rng.choice([c + 1, c - 1, c + 2, c - 2, c + 10, c - 10] + [x for o in OPS if (x := combine(a, o, b)) is not None])
+            if wrong > 0 and wrong != c:
+                return step_text(a, op, b, wrong, others + [wrong]), tuple(sorted(others + [wrong]))
+        elif kind == "dropped" and others:
+            left = others[:]
+            left.pop(rng.randrange(len(left)))
+            return step_text(a, op, b, c, left + [c]), tuple(sorted(left + [c]))
+        elif kind == "added":
+            left = others + [rng.choice([a, b] + list(state))]
+            return step_text(a, op, b, c, left + [c]), tuple(sorted(left + [c]))
+        elif kind == "changed" and others:
+            left = others[:]
+            i = rng.randrange(len(left))
+            left[i] = max(1, left[i] + rng.choice([-1, 1, 2]))
+            if sorted(left) != sorted(others):
+                return step_text(a, op, b, c, left + [c]), tuple(sorted(left + [c]))
+        elif kind == "twice":
+            singles = [x for x in set(state) if state.count(x) == 1]
+            rng.shuffle(singles)
+            for x in singles:
+                for o in rng.sample(OPS, len(OPS)):
+                    y = combine(x, o, x)
+                    if y is not None:
+                        left = list(state)
+                        left.remove(x)
+                        return step_text(x, o, x, y, left + [y]), tuple(sorted(left + [y]))
+    return None
+
+
+def corrupted_paths(problems: Sequence[CountdownProblem], per_problem: int, seed: int) -> list[dict]:
+    """Oracle-labelled paths with one illegal step inside, for PRM training, no policy needed:
+    the slips a policy makes and a PRM must not forgive later. Per problem, `per_problem` walks
+    (through moves that keep the target reachable wherever they leave four numbers or fewer,
+    cheap to judge); on each, one step replaced by a near-miss (`corrupt_step`), and the walk
+    goes on with legal moves from the numbers the bad step claims, its last step claiming the
+    target half of the time. Every step from the bad one on is Negative (the oracle's labels:
+    legal so far). Rows are {"question", "completions", "labels"}, each distinct path once,
+    deterministic in seed."""
+    rng = random.Random(seed)
+    rows: dict[tuple, dict] = {}
+    for p in problems:
+        for _ in range(per_problem):
+            state, walk = p.numbers, []
+            while len(state) > 1:
+                options = moves(state)
+                if len(state) <= 5:  # the move leaves at most four numbers: cheap to judge
+                    options = [(st, after) for st, after in options if reachable(after, p.target)] or options
+                step, after = rng.choice(options)
+                walk.append((state, step))
+                state = after
+            k = rng.randrange(len(walk))
+            bad = corrupt_step(*walk[k], rng)
+            if bad is None:
+                continue
+            step, state = bad
+            path = [st for _, st in walk[:k]] + [step]
+            while len(state) > 1:
+                step, state = rng.choice(moves(state) or [(None, ())])
+                if step is None:
+                    break
+                path.append(step)
+            if len(path) > k + 1 and rng.random() < 0.5:
+                a, op, b, _, _ = parse_step(path[-1])
+                path[-1] = f"{a}{op}{b}={p.target}|{p.target}"
+            rows.setdefault((p.question, tuple(path)), {"question": p.question, "completions": path, "labels": step_labels(p.question, path)})
     return list(rows.values())
