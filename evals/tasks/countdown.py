@@ -350,17 +350,33 @@ def random_paths(problems: Sequence[CountdownProblem], per_problem: int, seed: i
     rows: dict[tuple, dict] = {}
     for p in problems:
         for _ in range(per_problem):
-            state, steps = p.numbers, []
-            while len(state) > 1:
-                step, state = rng.choice(moves(state))
-                steps.append(step)
-            paths = [steps]
-            a, op, b, c, _ = parse_step(steps[-1])
-            if c != p.target:
-                paths.append(steps[:-1] + [f"{a}{op}{b}={p.target}|{p.target}"])
-            for path in paths:
-                rows.setdefault((p.question, tuple(path)), {"question": p.question, "completions": path, "labels": step_labels(p.question, path)})
+            steps = random_walk(p.numbers, rng)
+            add_labelled(rows, p.question, steps)
+            if parse_step(steps[-1])[3] != p.target:
+                add_labelled(rows, p.question, steps[:-1] + [claim_target(steps[-1], p.target)])
     return list(rows.values())
+
+
+def random_walk(state: tuple[int, ...], rng: random.Random) -> list[str]:
+    """Uniformly random legal moves from `state` until one number is left (or no move is legal)."""
+    steps = []
+    while len(state) > 1:
+        step, state = rng.choice(moves(state) or [(None, ())])
+        if step is None:
+            break
+        steps.append(step)
+    return steps
+
+
+def claim_target(step: str, target: int) -> str:
+    """The same operation claiming the target as its result and the only number left (`3*3=24|24`)."""
+    a, op, b, _, _ = parse_step(step)
+    return step_text(a, op, b, target, (target,))
+
+
+def add_labelled(rows: dict[tuple, dict], question: str, path: list[str]) -> None:
+    """Add a path with the oracle's labels as a PRM training row, once per distinct path."""
+    rows.setdefault((question, tuple(path)), {"question": question, "completions": path, "labels": step_labels(question, path)})
 
 
 def sibling_paths(problems: Sequence[CountdownProblem], per_state: int, seed: int, wander: float = 0.25) -> list[dict]:
@@ -374,10 +390,6 @@ def sibling_paths(problems: Sequence[CountdownProblem], per_state: int, seed: in
     "completions", "labels"}, each distinct path once, deterministic in seed."""
     rng = random.Random(seed)
     rows: dict[tuple, dict] = {}
-
-    def add(question: str, path: list[str]) -> None:
-        rows.setdefault((question, tuple(path)), {"question": question, "completions": path, "labels": step_labels(question, path)})
-
     for p in problems:
         state, steps = p.numbers, []
         while len(state) > 1:
@@ -397,12 +409,12 @@ def sibling_paths(problems: Sequence[CountdownProblem], per_state: int, seed: in
             rng.shuffle(bad)
             kept_good = good[: per_state // 2]
             for step, _, _ in kept_good + bad[: per_state - len(kept_good)]:
-                add(p.question, steps + [step])
+                add_labelled(rows, p.question, steps + [step])
             if len(state) == 2:
                 a, b = state[1], state[0]
                 for op in OPS:
                     if combine(a, op, b) != p.target:
-                        add(p.question, steps + [f"{a}{op}{b}={p.target}|{p.target}"])
+                        add_labelled(rows, p.question, steps + [step_text(a, op, b, p.target, (p.target,))])
             if good and rng.random() >= wander:
                 step, state, _ = rng.choice(good)
             else:
@@ -477,14 +489,8 @@ def corrupted_paths(problems: Sequence[CountdownProblem], per_problem: int, seed
             if bad is None:
                 continue
             step, state = bad
-            path = [st for _, st in walk[:k]] + [step]
-            while len(state) > 1:
-                step, state = rng.choice(moves(state) or [(None, ())])
-                if step is None:
-                    break
-                path.append(step)
+            path = [st for _, st in walk[:k]] + [step] + random_walk(state, rng)
             if len(path) > k + 1 and rng.random() < 0.5:
-                a, op, b, _, _ = parse_step(path[-1])
-                path[-1] = f"{a}{op}{b}={p.target}|{p.target}"
-            rows.setdefault((p.question, tuple(path)), {"question": p.question, "completions": path, "labels": step_labels(p.question, path)})
+                path[-1] = claim_target(path[-1], p.target)
+            add_labelled(rows, p.question, path)
     return list(rows.values())
