@@ -39,14 +39,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--strategy", default="greedy_retry", help=f"one of: {', '.join(sorted(strategies.STRATEGIES))}")
-    parser.add_argument("--n", type=int, default=8, help="budget: candidates per step (beam, dvts) or rollouts (best_of_n, majority)")
-    parser.add_argument("--beam-width", type=int, default=4, help="M: beam keeps n/M paths and expands each by M; dvts runs n/M subtrees")
-    parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--aggregation", default="last", choices=["last", "min", "prod", "mean"], help="PRM step-score aggregation")
-    parser.add_argument("--selection", default="weighted", choices=["prm", "weighted", "majority"], help="best_of_n/dvts answer selection")
-    parser.add_argument("--threshold", type=float, default=0.5, help="greedy_retry acceptance threshold")
-    parser.add_argument("--mcts-iterations", type=int, default=24)
-    parser.add_argument("--seed", type=int, default=0, help="seeds the search (each problem's requests, see strategies.base) and the vLLM engine")
+    # search knobs: left off, each takes the recipe's search value, else strategies.SearchConfig's default (fill_search_flags)
+    parser.add_argument("--n", type=int, default=None, help="budget: candidates per step (beam, dvts) or rollouts (best_of_n, majority); default 8")
+    parser.add_argument("--beam-width", type=int, default=None, help="M: beam keeps n/M paths and expands each by M; dvts runs n/M subtrees; default 4")
+    parser.add_argument("--temperature", type=float, default=None, help="default 0.8")
+    parser.add_argument("--aggregation", default=None, choices=["last", "min", "prod", "mean"], help="PRM step-score aggregation; default last")
+    parser.add_argument("--selection", default=None, choices=["prm", "weighted", "majority"], help="best_of_n/dvts answer selection; default weighted")
+    parser.add_argument("--threshold", type=float, default=None, help="greedy_retry acceptance threshold; default 0.5")
+    parser.add_argument("--mcts-iterations", type=int, default=None, help="default 24")
+    parser.add_argument("--seed", type=int, default=None, help="seeds the search (each problem's requests, see strategies.base) and the vLLM engine; default 0")
     parser.add_argument("--recipe", default=None, help="a recipes/*.yaml setup: models, step formats, engine and search settings (default: the embedded world)")
     parser.add_argument("--policy", default=None, help=f"policy model directory (default: the recipe's, else {DEFAULT_POLICY.relative_to(DEFAULT_POLICY.parents[1])})")
     parser.add_argument("--prm", default=None, help=f"PRM model directory (default: the recipe's, else {DEFAULT_PRM.relative_to(DEFAULT_PRM.parents[1])}), or 'oracle': an embedded world's exact process labels")
@@ -98,17 +99,32 @@ def shard(problems: list, spec: str | None) -> list:
 BUDGET_FREE = {"greedy", "greedy_retry"}
 
 
-def search_config(args: argparse.Namespace, name: str, n: int, recipe=None):
-    """The SearchConfig for one run: the recipe's settings, then the command line's.
-    Under --compare, mcts's budget follows n: 2n iterations of 4 children."""
+SEARCH_FLAGS = ("n", "beam_width", "temperature", "aggregation", "selection", "threshold", "mcts_iterations", "seed")
+
+
+def fill_search_flags(args: argparse.Namespace, recipe=None) -> None:
+    """Each search flag left off the command line takes the recipe's search value, else
+    strategies.SearchConfig's default: the command line overrides the recipe, never the reverse."""
     from strategies import SearchConfig
 
+    search, defaults = (recipe.search if recipe else {}), SearchConfig()
+    for name in SEARCH_FLAGS:
+        if getattr(args, name) is None:
+            setattr(args, name, search.get(name, getattr(defaults, name)))
+
+
+def search_config(args: argparse.Namespace, name: str, n: int, recipe=None):
+    """The SearchConfig for one run: the recipe's settings, then the command line's (after
+    fill_search_flags). Under --compare, mcts's budget follows n: 2n iterations of 4 children."""
+    from strategies import SearchConfig
+
+    fill_search_flags(args, recipe)
     iterations = 2 * n if args.compare else args.mcts_iterations
-    return SearchConfig(
+    return SearchConfig(**{
         **(recipe.search if recipe else {}),
-        n=n, beam_width=min(args.beam_width, n), temperature=args.temperature, aggregation=args.aggregation,
-        selection=args.selection, threshold=args.threshold, mcts_iterations=iterations, seed=args.seed,
-    )
+        "n": n, "beam_width": min(args.beam_width, n), "temperature": args.temperature, "aggregation": args.aggregation,
+        "selection": args.selection, "threshold": args.threshold, "mcts_iterations": iterations, "seed": args.seed,
+    })
 
 
 def read_results(path: Path) -> list[dict]:
@@ -258,6 +274,7 @@ def plot(summaries: list[dict], path: Path, frontier: list[dict] = ()) -> None:
 
 def engine_config(args: argparse.Namespace, recipe):
     """The vLLM engine settings: the recipe's, then what the CLI passes through."""
+    fill_search_flags(args, recipe)  # the seed: the command line's, else the recipe's, else 0
     extra = {"data_parallel_size": args.data_parallel_size} if args.data_parallel_size > 1 else {}
     return recipe.engine_config(seed=args.seed, tensor_parallel_size=args.tensor_parallel_size, extra={**recipe.engine.get("extra", {}), **extra})
 
@@ -282,6 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
         recipe = load_recipe(args.recipe or DEFAULT_RECIPE)
+        fill_search_flags(args, recipe)
         args.dataset = args.dataset or recipe.dataset or "arith-test"
         problems = shard(load_problems(args.dataset)[: args.limit], args.shard)
         names = args.strategies.split(",") if args.compare else [args.strategy]

@@ -153,3 +153,23 @@ def test_cli_passes_vllm_parallelism_through():
     kwargs = cfg.llm_kwargs()
     assert kwargs["tensor_parallel_size"] == 2 and kwargs["data_parallel_size"] == 4 and kwargs["seed"] == 3
     assert "data_parallel_size" not in engine_config(parse_args([]), recipe).llm_kwargs()
+
+
+def test_cli_search_flags_override_the_recipe_which_overrides_the_defaults(tmp_path):
+    """A recipe's search block sets the search; a flag given on the command line overrides it (no
+    'multiple values' crash), and a flag left off never does."""
+    from evals.recipes import load_recipe
+    from evals.run import DEFAULT_RECIPE, parse_args, search_config
+
+    text = DEFAULT_RECIPE.read_text()
+    assert "\nsearch:" not in text  # the default recipe leaves the search to SearchConfig
+    recipe_file = tmp_path / "r.yaml"
+    recipe_file.write_text(text + "\nsearch: {aggregation: prod, temperature: 0.5, n: 16, beam_width: 2, max_steps: 7, seed: 5}\n")
+    recipe = load_recipe(recipe_file)
+    cfg = search_config(parse_args([]), "beam", 16, recipe)
+    assert (cfg.aggregation, cfg.temperature, cfg.n, cfg.beam_width, cfg.max_steps, cfg.seed, cfg.selection) == ("prod", 0.5, 16, 2, 7, 5, "weighted")
+    args = parse_args(["--aggregation", "min", "--temperature", "1.0", "--beam-width", "4", "--seed", "0"])
+    cfg = search_config(args, "beam", 16, recipe)
+    assert (cfg.aggregation, cfg.temperature, cfg.beam_width, cfg.max_steps, cfg.seed) == ("min", 1.0, 4, 7, 0)
+    plain = search_config(parse_args([]), "beam", 8, load_recipe(DEFAULT_RECIPE))  # no search block: SearchConfig's defaults
+    assert (plain.aggregation, plain.temperature, plain.beam_width, plain.seed) == ("last", 0.8, 4, 0)
