@@ -246,6 +246,33 @@ def test_corrupted_paths_have_one_slip_and_negative_labels_from_it_on():
                for r in rows)  # some go on to claim the target
 
 
+def test_claimed_walks_pair_a_solved_walk_with_a_near_miss_claim():
+    problems = cd.fresh_problems(40, seed=6)
+    rows = cd.claimed_walks(problems, 1, seed=2)
+    assert rows == cd.claimed_walks(problems, 1, seed=2)
+    solved = [r for r in rows if all(r["labels"])]
+    claims = [r for r in rows if not r["labels"][-1]]
+    assert len(solved) + len(claims) == len(rows) and len(solved) >= 35 and len(claims) >= 30
+    by_numbers = {cd.parse_question(r["question"])[1]: r for r in solved}
+    for r in rows:
+        target, numbers = cd.parse_question(r["question"])
+        assert r["labels"] == cd.step_labels(r["question"], r["completions"]) and len(r["completions"]) == len(numbers) - 1
+        assert cd.MIN_TARGET <= target <= cd.MAX_TARGET and numbers in {p.numbers for p in problems}
+    for r in claims:  # the same walk as its solved twin, the last step claiming a near-miss target through the same operation
+        target, numbers = cd.parse_question(r["question"])
+        twin = by_numbers[numbers]["completions"]
+        assert r["completions"][:-1] == twin[:-1] and cd.parse_step(r["completions"][-1])[:3] == cd.parse_step(twin[-1])[:3]
+        assert cd.parse_step(r["completions"][-1])[3:] == (target, (target,)) != cd.parse_step(twin[-1])[3:]
+        assert cd.solved(cd.question_text(cd.parse_step(twin[-1])[3], numbers), twin) and not cd.solved(r["question"], r["completions"])
+    # by hand: from 3 4 only 4*3=12 ends in the target range (7 and 1 do not); its twin claims a near miss of 12
+    for seed in range(5):
+        good, bad = cd.claimed_walks([cd.CountdownProblem("x", "7:3 4", 7, (3, 4))], 1, seed=seed)
+        assert good == {"question": "12:3 4", "completions": ["4*3=12|12"], "labels": [True]}
+        w = cd.parse_question(bad["question"])[0]
+        assert w in {10, 11, 13, 14, 15, 16, 17, 22} and bad["completions"] == [f"4*3={w}|{w}"] and bad["labels"] == [False]
+    assert cd.claimed_walks([cd.CountdownProblem("x", "2:1 1", 2, (1, 1))], 1, seed=0) == []  # 1+1=2, 1*1=1: below the range, no pair
+
+
 def test_evals_run_on_countdown_with_the_shipped_policy_and_the_oracle_prm(tmp_path):
     """The countdown recipe end to end: beam search guided by the exact labels, graded on whole paths."""
     import json

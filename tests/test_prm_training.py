@@ -161,7 +161,7 @@ def test_countdown_prm_data_is_rollouts_random_paths_search_states_sibling_sets_
     cfg = PRMConfig(output_dir=str(tmp_path / "prm"), world="countdown", policy=str(policy), init_model=str(policy), rollout_problems=6,
                     rollouts_per_problem=2, random_paths=2, eval_problems=3, max_steps=2, per_device_train_batch_size=8, disable_tqdm=True,
                     data_only=True, search_problems=2, search_n=4, search_prm=str(MODELS_DIR / "countdown-prm"), sibling_problems=3,
-                    corrupted_problems=4, dataset_num_proc=2)
+                    corrupted_problems=4, claimed_problems=5, dataset_num_proc=2)
     rollouts = tmp_path / "prm" / "rollouts"
     assert train(cfg) is None and not (tmp_path / "prm" / "model.safetensors").exists()  # --data_only: the data, no training
     rows = [json.loads(line) for line in (rollouts / "train.jsonl").read_text().splitlines()]
@@ -178,6 +178,9 @@ def test_countdown_prm_data_is_rollouts_random_paths_search_states_sibling_sets_
     corrupted = [json.loads(line) for line in (rollouts / "corrupted.jsonl").read_text().splitlines()]  # nor here: walks with a slip
     seed = cfg.seed + 53_000
     assert corrupted == countdown.corrupted_paths(countdown.fresh_problems(4, seed=seed), cfg.corrupted_per_problem, seed=seed)
+    claimed = [json.loads(line) for line in (rollouts / "claimed.jsonl").read_text().splitlines()]  # nor here: claim pairs
+    seed = cfg.seed + 71_000
+    assert claimed == countdown.claimed_walks(countdown.fresh_problems(5, seed=seed), cfg.claimed_per_problem, seed=seed)
 
     # train elsewhere on those files: a fresh PRM of its own size, stopped by --max_train_minutes
     trainer = train(PRMConfig(output_dir=str(tmp_path / "fresh"), init_model="fresh", hidden_size=32, num_layers=1, num_heads=2,

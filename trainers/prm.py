@@ -64,6 +64,8 @@ class PRMConfig(StepTrainingArguments, FreshModelArguments):
     sibling_per_state: int = field(default=8, metadata={"help": "Legal moves kept per state in those sibling sets."})
     corrupted_problems: int = field(default=0, metadata={"help": "Countdown: also oracle-labelled paths with one illegal step inside on this many fresh problems (countdown.corrupted_paths: a wrong result, a number dropped, added or changed, a number used twice; the walk goes on after it; no policy needed). Written to rollouts/corrupted.jsonl (reused on a rerun) and trained on with the rest."})
     corrupted_per_problem: int = field(default=2, metadata={"help": "Corrupted walks per problem."})
+    claimed_problems: int = field(default=0, metadata={"help": "Countdown: also oracle-labelled claim pairs on this many fresh problems (countdown.claimed_walks: a random walk with the target set to where it ends, all Positive, and the same walk claiming a near-miss target, Negative at the end; no policy needed). Written to rollouts/claimed.jsonl (reused on a rerun) and trained on with the rest."})
+    claimed_per_problem: int = field(default=1, metadata={"help": "Claim pairs per problem."})
     data_only: bool = field(default=False, metadata={"help": "Make (or reuse) the rollout files and stop: make the data where vLLM runs, train elsewhere (a GPU) with --train_file/--eval_file."})
     # Defaults that differ from StepTrainingArguments'.
     output_dir: str = field(default="models/prm", metadata={"help": "Where checkpoints, rollouts and the final model go."})
@@ -137,6 +139,7 @@ ORACLE_CHUNK = 500  # problems per work item: the rows depend on the seed, not o
 ORACLE_DATA = {  # kind: (world function, seed offset, the config fields of its problem count and its per-item count)
     "siblings": ("sibling_paths", 37_000, "sibling_problems", "sibling_per_state"),
     "corrupted": ("corrupted_paths", 53_000, "corrupted_problems", "corrupted_per_problem"),
+    "claimed": ("claimed_walks", 71_000, "claimed_problems", "claimed_per_problem"),
 }
 
 
@@ -148,7 +151,7 @@ def _oracle_chunk(args: tuple) -> list[dict]:
 
 def oracle_file(cfg: PRMConfig, kind: str) -> FsPath:
     """Make (or reuse) rollouts/<kind>.jsonl: oracle-labelled paths on fresh problems that need no
-    policy (ORACLE_DATA: sibling sets, corrupted walks), made by --dataset_num_proc processes."""
+    policy (ORACLE_DATA: sibling sets, corrupted walks, claim pairs), made by --dataset_num_proc processes."""
     function, seed_offset, count_field, per_field = ORACLE_DATA[kind]
     path = FsPath(cfg.output_dir) / "rollouts" / f"{kind}.jsonl"
     if path.is_file():

@@ -494,3 +494,34 @@ def corrupted_paths(problems: Sequence[CountdownProblem], per_problem: int, seed
                 path[-1] = claim_target(path[-1], p.target)
             add_labelled(rows, p.question, path)
     return list(rows.values())
+
+
+def claimed_walks(problems: Sequence[CountdownProblem], per_problem: int, seed: int) -> list[dict]:
+    """Oracle-labelled pairs that teach a PRM to check the claim at the end of a path, for PRM
+    training, no policy needed. Per problem, `per_problem` random walks over its numbers whose
+    last number v lies in the target range; each gives two rows over the same steps: the
+    question with target v (a solved path, every step Positive, whatever the size of its
+    arithmetic: `112-14=98|98`), and the question with a near-miss target w whose last step
+    claims w through the same operation (`108-10=96|96` for 98), Negative at the end (its earlier
+    steps labelled by the oracle for w). A policy that fudges the last result to hit the target
+    makes the second kind; a PRM trained mostly on wrong claims learns to doubt the first.
+    Rows are {"question", "completions", "labels"}, each distinct path once, deterministic in seed."""
+    rng = random.Random(seed)
+    rows: dict[tuple, dict] = {}
+    for p in problems:
+        for _ in range(per_problem):
+            for _try in range(20):  # a walk ending in the target range (most do within a few tries)
+                steps = random_walk(p.numbers, rng)
+                end = parse_step(steps[-1])[3] if len(steps) == len(p.numbers) - 1 else None
+                if end is not None and MIN_TARGET <= end <= MAX_TARGET:
+                    break
+            else:
+                continue
+            a, op, b, _, _ = parse_step(steps[-1])
+            misses = [end + d for d in (-10, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 10)] + [x for o in OPS if (x := combine(a, o, b)) is not None]
+            misses = [w for w in misses if MIN_TARGET <= w <= MAX_TARGET and w != end]
+            add_labelled(rows, question_text(end, p.numbers), steps)
+            if misses:
+                wrong = rng.choice(misses)
+                add_labelled(rows, question_text(wrong, p.numbers), steps[:-1] + [claim_target(steps[-1], wrong)])
+    return list(rows.values())
