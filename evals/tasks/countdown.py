@@ -434,7 +434,7 @@ def corrupt_step(state: tuple[int, ...], step: str, rng: random.Random) -> tuple
     rng.shuffle(kinds)
     for kind in kinds:
         if kind == "result":
-            wrong = rng.choice([c + 1, c - 1, c + 2, c - 2, c + 10, c - 10] + [x for o in OPS if (x := combine(a, o, b)) is not None])
+            wrong = rng.choice(near_misses(a, b, c, (1, -1, 2, -2, 10, -10)))
             if wrong > 0 and wrong != c:
                 return step_text(a, op, b, wrong, others + [wrong]), tuple(sorted(others + [wrong]))
         elif kind == "dropped" and others:
@@ -461,6 +461,12 @@ def corrupt_step(state: tuple[int, ...], step: str, rng: random.Random) -> tuple
                         left.remove(x)
                         return step_text(x, o, x, y, left + [y]), tuple(sorted(left + [y]))
     return None
+
+
+def near_misses(a: int, b: int, c: int, offsets: Sequence[int]) -> list[int]:
+    """Wrong results a policy writes for `a op b = c`: c moved by each offset, then what the other
+    operations on a and b give (c itself among them; callers filter)."""
+    return [c + d for d in offsets] + [x for o in OPS if (x := combine(a, o, b)) is not None]
 
 
 def corrupted_paths(problems: Sequence[CountdownProblem], per_problem: int, seed: int) -> list[dict]:
@@ -512,14 +518,13 @@ def claimed_walks(problems: Sequence[CountdownProblem], per_problem: int, seed: 
         for _ in range(per_problem):
             for _try in range(20):  # a walk ending in the target range (most do within a few tries)
                 steps = random_walk(p.numbers, rng)
-                end = parse_step(steps[-1])[3] if len(steps) == len(p.numbers) - 1 else None
-                if end is not None and MIN_TARGET <= end <= MAX_TARGET:
-                    break
+                if len(steps) == len(p.numbers) - 1:
+                    a, _, b, end, _ = parse_step(steps[-1])
+                    if MIN_TARGET <= end <= MAX_TARGET:
+                        break
             else:
                 continue
-            a, op, b, _, _ = parse_step(steps[-1])
-            misses = [end + d for d in (-10, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 10)] + [x for o in OPS if (x := combine(a, o, b)) is not None]
-            misses = [w for w in misses if MIN_TARGET <= w <= MAX_TARGET and w != end]
+            misses = [w for w in near_misses(a, b, end, (-10, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 10)) if MIN_TARGET <= w <= MAX_TARGET and w != end]
             add_labelled(rows, question_text(end, p.numbers), steps)
             if misses:
                 wrong = rng.choice(misses)
