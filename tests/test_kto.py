@@ -154,6 +154,42 @@ def test_sft_control_loss_is_the_token_mean_nll_of_the_completions():
     assert torch.allclose(kto(0.5), kto(0.0) + 0.5 * first, atol=1e-6)
 
 
+def test_precomputed_reference_logps_give_the_same_loss():
+    """precompute_ref_log_probs: the frozen reference scored once into dataset columns gives the
+    loss (and z_ref) of scoring it every step, and the trainer then needs no reference model."""
+    import copy
+
+    from datasets import Dataset
+    from transformers import LlamaConfig, LlamaForCausalLM, TrainingArguments
+
+    from trainers.kto import KTOTrainer, precompute_reference_logps
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=11, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+                                         intermediate_size=32, pad_token_id=0))
+    reference = copy.deepcopy(model)
+    with torch.no_grad():  # the policy has moved away from the reference
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    rows = [{"prompt_ids": [1, 2, 3], "completion_ids": [4, 5], "kl_prompt_ids": [6], "label": True},
+            {"prompt_ids": [7], "completion_ids": [8, 9, 10], "kl_prompt_ids": [1, 2, 3], "label": False},
+            {"prompt_ids": [6], "completion_ids": [3], "kl_prompt_ids": [7], "label": True}]
+    collator = KTOCollator(0)
+    dataset = precompute_reference_logps(reference, Dataset.from_list(rows), collator, batch_size=2)
+    args = TrainingArguments(output_dir="/tmp/unused", report_to="none", use_cpu=True)
+    kwargs = dict(beta=0.5, desirable_weight=1.0, undesirable_weight=1.0, length_normalized=False)
+    on_the_fly = KTOTrainer(model=model, args=args, ref_model=reference, **kwargs)
+    precomputed = KTOTrainer(model=model, args=args, ref_model=None, **kwargs)
+    expected = on_the_fly.compute_loss(model, collator(rows))
+    got = precomputed.compute_loss(model, collator([dataset[i] for i in range(len(dataset))]))
+    assert torch.allclose(got, expected, atol=1e-6) and expected.abs() > 0
+    assert on_the_fly._metrics["kl"] == pytest.approx(precomputed._metrics["kl"], abs=1e-6)
+    batch = collator(rows)
+    with torch.no_grad():
+        direct = sequence_logps(reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, batch["labels"])
+    assert dataset["reference_logps"] == pytest.approx(direct.tolist(), abs=1e-5)
+
+
 def test_selected_rows_cut_completions_and_keep_what_each_run_trains_on(tmp_path):
     from trainers.kto import selected_rows
 
