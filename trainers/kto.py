@@ -176,6 +176,13 @@ def balanced_desirable_weight(n_desirable: int, n_undesirable: int, undesirable_
 # -- the trainer -------------------------------------------------------------------------
 
 
+def completion_logps(model, batch: dict, prefix: str = "", length_normalized: bool = False) -> torch.Tensor:
+    """log p(completion | prompt) of each row of a KTOCollator batch; prefix "kl_" scores each
+    completion under its mismatched prompt."""
+    logits = model(input_ids=batch[f"{prefix}input_ids"], attention_mask=batch[f"{prefix}attention_mask"]).logits
+    return sequence_logps(logits, batch[f"{prefix}labels"], length_normalized)
+
+
 class KTOTrainer(Trainer):
     """The KTO loss on each micro-batch: the mean over its rows, with z_ref from the mismatched
     pairs of every rank. The trainer divides it by the accumulation steps (micro-batches are
@@ -194,8 +201,7 @@ class KTOTrainer(Trainer):
         self._metrics: dict[str, list[float]] = defaultdict(list)
 
     def _logps(self, model, inputs: dict, prefix: str) -> torch.Tensor:
-        logits = model(input_ids=inputs[f"{prefix}input_ids"], attention_mask=inputs[f"{prefix}attention_mask"]).logits
-        return sequence_logps(logits, inputs[f"{prefix}labels"], self.length_normalized)
+        return completion_logps(model, inputs, prefix, self.length_normalized)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         label = inputs["label"]
@@ -241,20 +247,21 @@ class KTOTrainer(Trainer):
         super().log(logs, *args, **kwargs)
 
 
-def precompute_reference_logps(model, dataset: Dataset, collator: KTOCollator, batch_size: int, length_normalized: bool = False) -> Dataset:
+def precompute_reference_logps(model, dataset: Dataset, collator: KTOCollator, batch_size: int, length_normalized: bool = False,
+                               device: str | torch.device = "cpu") -> Dataset:
     """The frozen reference's log p(completion | prompt) and log p(completion | KL prompt) of every
     row, as two dataset columns the collator passes on: two forward passes per row in all, instead
     of two per row per step."""
     from tqdm import tqdm
 
-    model = model.eval()
+    model = model.to(device).eval()
     reference, reference_kl = [], []
     with torch.no_grad():
         for start in tqdm(range(0, len(dataset), batch_size), desc="reference log-probs", mininterval=10):
             batch = collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-            for prefix, out in (("", reference), ("kl_", reference_kl)):
-                logits = model(input_ids=batch[f"{prefix}input_ids"], attention_mask=batch[f"{prefix}attention_mask"]).logits
-                out.extend(sequence_logps(logits, batch[f"{prefix}labels"], length_normalized).tolist())
+            batch = {k: v.to(device) for k, v in batch.items()}
+            reference.extend(completion_logps(model, batch, "", length_normalized).tolist())
+            reference_kl.extend(completion_logps(model, batch, "kl_", length_normalized).tolist())
     return dataset.add_column("reference_logps", reference).add_column("reference_kl_logps", reference_kl)
 
 
@@ -358,10 +365,11 @@ def train(cfg: KTOConfig) -> Trainer | None:
     dataset = dataset.add_column("kl_prompt_ids", mismatched_prompts(dataset["prompt_ids"]))
     model = AutoModelForCausalLM.from_pretrained(str(init), dtype=torch.float32)
     collator = KTOCollator(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
-    ref_model = copy.deepcopy(model) if cfg.loss_type == "kto" else None
-    if ref_model is not None and cfg.precompute_ref_log_probs:
-        dataset = precompute_reference_logps(ref_model, dataset, collator, 2 * cfg.per_device_train_batch_size, cfg.length_normalized)
-        ref_model = None
+    ref_model = None
+    if cfg.loss_type == "kto" and cfg.precompute_ref_log_probs:  # before training, the policy is the reference
+        dataset = precompute_reference_logps(model, dataset, collator, 2 * cfg.per_device_train_batch_size, cfg.length_normalized, cfg.device)
+    elif cfg.loss_type == "kto":
+        ref_model = copy.deepcopy(model)
     trainer = KTOTrainer(
         model=model,
         args=cfg,
