@@ -20,7 +20,7 @@ if [ "$EXTRA" = cpu ]; then
 fi
 .venv/bin/python -c "import vllm, transformers.models.llama, datasets, engine, trainers, evals" 
 # The recipes' local models (SmolLM2 from its GGUF, the PRM stand-ins) into ~/.cache/ttc-search.
-.venv/bin/python -m evals.local_models
+.venv/bin/python -m recipes.local_models
 
 .venv/bin/python -m evals.greedy --show 3
 

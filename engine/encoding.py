@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Sequence
 
 from engine.format import StepFormat
-from engine.models import ModelDirError, separator_ids, token_id
+from engine.models import ModelDirError, check_model_dir, separator_ids, token_id
 
 
 class StepEncoder:
@@ -30,6 +30,15 @@ class StepEncoder:
         self.negative_id = token_id(tokenizer, fmt.negative, "Negative label", where) if labels else None
         self._prompt_ids = lru_cache(maxsize=65536)(self._encode_prompt)
         self.step_ids = lru_cache(maxsize=262144)(self._encode_step)  # a step's ids, SEP included
+
+    @classmethod
+    def load(cls, path, fmt: StepFormat, role: str = "model", labels: bool = False) -> "StepEncoder":
+        """The encoder of a model directory: its tokenizer, checked against the step format (SEP,
+        EOS, the label tokens with labels=True), with errors that name the directory and role."""
+        from transformers import AutoTokenizer
+
+        path = check_model_dir(path, role)
+        return cls(AutoTokenizer.from_pretrained(str(path)), fmt, f"{role} {path}", labels=labels)
 
     def prompt_text(self, question: str) -> str:
         """The prompt as text: through the chat template (a user turn, the assistant's turn

@@ -59,17 +59,3 @@ def separator_ids(tokenizer, sep: str, where: str) -> tuple[int, ...]:
         if probe[: len(x)] == x and tokenizer.decode(probe[-1:]) == "x" and middle and tokenizer.unk_token_id not in middle:
             return tuple(middle)
     return (token_id(tokenizer, sep, "step separator", where),)
-
-
-def load_tokenizer(path: str | Path, fmt: StepFormat, role: str = "model", labels: bool = False):
-    """Load a tokenizer and check that it knows the step format's SEP and EOS (and labels for a PRM)."""
-    from transformers import AutoTokenizer
-
-    path = check_model_dir(path, role)
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
-    separator_ids(tokenizer, fmt.sep, f"{role} {path}")
-    token_id(tokenizer, fmt.eos, "end-of-sequence token", f"{role} {path}")
-    if labels:
-        token_id(tokenizer, fmt.positive, "Positive label", f"{role} {path}")
-        token_id(tokenizer, fmt.negative, "Negative label", f"{role} {path}")
-    return tokenizer

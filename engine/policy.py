@@ -1,7 +1,7 @@
 """The policy: a vLLM engine that proposes next steps and rolls paths out.
 
     policy = Policy("models/policy")
-    out = policy.propose([Path("3+4*5")], n=4, temperature=0.8)
+    out = policy.propose([StepPath("3+4*5")], n=4, temperature=0.8)
     out.steps[0]   # 4 candidate Steps for the first path;  out.cost: what the call spent
 
 Each call is ONE batched `generate` over every path given (all open paths of all
@@ -13,13 +13,13 @@ PRM and the trainers use.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any, Sequence
 
 from engine.encoding import StepEncoder
 from engine.format import ARITH_FORMAT, StepFormat
-from engine.models import check_model_dir, load_tokenizer
-from engine.types import Cost, Path, Step, Timer
+from engine.models import check_model_dir
+from engine.types import Cost, StepPath, Step, Timer
 
 
 @dataclass
@@ -71,7 +71,7 @@ class Proposals:
 
 @dataclass
 class Completions:
-    paths: list[list[Path]]  # n rollouts per path
+    paths: list[list[StepPath]]  # n rollouts per path
     cost: Cost
 
 
@@ -92,13 +92,13 @@ def per_path(value, paths: Sequence, name: str) -> list:
 
 
 class Policy:
-    def __init__(self, model_dir: str | FsPath, fmt: StepFormat = ARITH_FORMAT, config: EngineConfig | None = None):
+    def __init__(self, model_dir: str | Path, fmt: StepFormat = ARITH_FORMAT, config: EngineConfig | None = None):
         from vllm import LLM
 
         self.model_dir = check_model_dir(model_dir, "policy")
         self.fmt = fmt
         self.config = config or EngineConfig()
-        self.encoder = StepEncoder(load_tokenizer(self.model_dir, fmt, "policy"), fmt, f"policy {self.model_dir}")
+        self.encoder = StepEncoder.load(self.model_dir, fmt, "policy")
         self.text_sep = fmt.sep not in self.encoder.tokenizer.all_special_tokens
         self.llm = LLM(model=str(self.model_dir), **self.config.llm_kwargs())
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
@@ -106,7 +106,7 @@ class Policy:
 
     # -- the two services -------------------------------------------------------------
 
-    def propose(self, paths: Sequence[Path], n: int | Sequence[int], *, temperature: float | Sequence[float] = 0.8, top_p: float = 1.0,
+    def propose(self, paths: Sequence[StepPath], n: int | Sequence[int], *, temperature: float | Sequence[float] = 0.8, top_p: float = 1.0,
                 max_step_tokens: int = 64, seeds: Sequence[int] | None = None) -> Proposals:
         """n candidate next steps for every path, from one generate call. Each ends in SEP or EOS.
 
@@ -119,7 +119,7 @@ class Policy:
             [[self._to_step(o.token_ids, len(out.prompt_token_ids)) for o in self._samples(out, k)] for out, k in zip(outputs, ns)], cost
         )
 
-    def complete(self, paths: Sequence[Path], n: int | Sequence[int], *, temperature: float | Sequence[float] = 0.8, top_p: float = 1.0,
+    def complete(self, paths: Sequence[StepPath], n: int | Sequence[int], *, temperature: float | Sequence[float] = 0.8, top_p: float = 1.0,
                  max_tokens: int = 512, seeds: Sequence[int] | None = None) -> Completions:
         """n rollouts of every path to EOS (or max_tokens), from one generate call."""
         ns = per_path(n, paths, "n")
@@ -199,10 +199,10 @@ class Policy:
                 text = text[: text.index(marker)]
         return text
 
-    def _to_path(self, path: Path, ids: Sequence[int]) -> Path:
+    def _to_path(self, path: StepPath, ids: Sequence[int]) -> StepPath:
         ids = list(ids)
         finished = bool(ids) and ids[-1] == self.encoder.eos_id
         text = self.encoder.decode(ids[:-1] if finished else ids)
         if self.fmt.eos and self.fmt.eos in text:  # EOS spelled in ordinary tokens
             text, finished = text[: text.index(self.fmt.eos)], True
-        return Path(path.question, path.steps + tuple(self.fmt.split_steps(text)), finished)
+        return StepPath(path.question, path.steps + tuple(self.fmt.split_steps(text)), finished)

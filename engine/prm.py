@@ -27,14 +27,14 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Protocol, Sequence
 
 from engine.encoding import StepEncoder
 from engine.format import ARITH_FORMAT, StepFormat
-from engine.models import ModelDirError, check_model_dir, load_tokenizer
+from engine.models import ModelDirError, check_model_dir
 from engine.policy import EngineConfig, PromptTooLongError
-from engine.types import Cost, Path, Timer
+from engine.types import Cost, StepPath, Timer
 
 
 PRM_KINDS = ("token", "classifier")  # label tokens read at SEP by the LM head; a two-class head at SEP
@@ -49,7 +49,7 @@ class Scores:
 class PRM(Protocol):
     encoder: StepEncoder
 
-    def score(self, paths: Sequence[Path]) -> Scores: ...
+    def score(self, paths: Sequence[StepPath]) -> Scores: ...
 
 
 class LRU(OrderedDict):
@@ -100,7 +100,7 @@ class PrefixCachedScorer:
         self.max_len = max_len
         self.memo: LRU = LRU(memo_size)  # ids through a SEP -> P(correct) of that step
 
-    def score(self, paths: Sequence[Path]) -> Scores:
+    def score(self, paths: Sequence[StepPath]) -> Scores:
         cost = Cost(prm_calls=1)
         with Timer() as timer:  # all of it, bookkeeping included, is PRM time
             jobs, encoded = [], []
@@ -125,14 +125,14 @@ class PrefixCachedScorer:
 
 
 class VLLMPRM(PrefixCachedScorer):
-    def __init__(self, model_dir: str | FsPath, fmt: StepFormat = ARITH_FORMAT, config: EngineConfig | None = None):
+    def __init__(self, model_dir: str | Path, fmt: StepFormat = ARITH_FORMAT, config: EngineConfig | None = None):
         from vllm import LLM
 
         self.model_dir = check_model_dir(model_dir, "PRM")
-        tokenizer = load_tokenizer(self.model_dir, fmt, "PRM", labels=True)
+        encoder = StepEncoder.load(self.model_dir, fmt, "PRM", labels=True)  # checked before vLLM starts
         config = config or EngineConfig()
         self.llm = LLM(model=str(self.model_dir), logprobs_mode="processed_logprobs", **config.llm_kwargs())
-        super().__init__(StepEncoder(tokenizer, fmt, f"PRM {self.model_dir}", labels=True), self.llm.llm_engine.model_config.max_model_len - 1)
+        super().__init__(encoder, self.llm.llm_engine.model_config.max_model_len - 1)
 
     def _compute(self, jobs: list[Job]) -> int:
         """One generate call per depth: round d scores the d-th unscored step of every job.
@@ -169,11 +169,11 @@ class VLLMClassifierPRM(PrefixCachedScorer):
     near `prm_tokens_requested` for new paths.
     """
 
-    def __init__(self, model_dir: str | FsPath, fmt: StepFormat, config: EngineConfig | None = None):
+    def __init__(self, model_dir: str | Path, fmt: StepFormat, config: EngineConfig | None = None):
         from vllm import LLM
 
         self.model_dir = check_model_dir(model_dir, "PRM")
-        encoder = StepEncoder(load_tokenizer(self.model_dir, fmt, "PRM"), fmt, f"PRM {self.model_dir}")
+        encoder = StepEncoder.load(self.model_dir, fmt, "PRM")
         if len(encoder.sep_ids) != 1:
             raise ModelDirError(f"a classifier PRM's step tag must be one token; {fmt.sep!r} is {len(encoder.sep_ids)} in PRM {self.model_dir}")
         kwargs = {**(config or EngineConfig()).llm_kwargs(), "enable_prefix_caching": False}
@@ -195,7 +195,7 @@ class VLLMClassifierPRM(PrefixCachedScorer):
         return sum(len(p) for p in prompts)
 
 
-def classifier_head(model_dir: FsPath):
+def classifier_head(model_dir: Path):
     """The two-class head of a Qwen2.5-Math-PRM-style directory: score = Linear -> ReLU -> Linear,
     its weights `score.0.*` and `score.2.*` found in whichever safetensors shard holds them."""
     import torch
@@ -218,7 +218,7 @@ class HFPRM(PrefixCachedScorer):
     kind="classifier": a trunk plus a two-class head at each step tag (Qwen2.5-Math-PRM); the
     transformers twin of VLLMClassifierPRM, and prefix-cached, which vLLM's pooling path is not."""
 
-    def __init__(self, model_dir: str | FsPath, fmt: StepFormat = ARITH_FORMAT, device: str = "cpu",
+    def __init__(self, model_dir: str | Path, fmt: StepFormat = ARITH_FORMAT, device: str = "cpu",
                  kv_cache_size: int = 4096, batch_size: int = 64, kind: str = "token"):
         import torch
         from transformers import AutoModel, AutoModelForCausalLM
@@ -227,15 +227,15 @@ class HFPRM(PrefixCachedScorer):
             raise ValueError(f"kind must be one of {PRM_KINDS}, got {kind!r}")
         self.model_dir = check_model_dir(model_dir, "PRM")
         labels = kind == "token"
-        tokenizer = load_tokenizer(self.model_dir, fmt, "PRM", labels=labels)
+        encoder = StepEncoder.load(self.model_dir, fmt, "PRM", labels=labels)
         self.head = classifier_head(self.model_dir).to(device) if kind == "classifier" else None
         model_class = AutoModelForCausalLM if labels else AutoModel  # AutoModel: the trunk, weights model.*
         self.model = model_class.from_pretrained(str(self.model_dir), dtype=torch.float32).to(device).eval()
         self.device, self.batch_size = device, batch_size
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.pad_id = encoder.tokenizer.pad_token_id if encoder.tokenizer.pad_token_id is not None else 0
         self.kv: LRU = LRU(kv_cache_size)  # ids of a scored path (or a prompt) -> per-layer (keys, values)
         max_len = getattr(self.model.config, "max_position_embeddings", 1 << 30)
-        super().__init__(StepEncoder(tokenizer, fmt, f"PRM {self.model_dir}", labels=labels), max_len)
+        super().__init__(encoder, max_len)
 
     def _boundary(self, job: Job) -> int:
         """Length of the longest prefix of the job whose KV we hold, ending before its first unscored SEP."""

@@ -7,16 +7,16 @@ from dataclasses import dataclass, field, fields
 
 
 @dataclass(frozen=True)
-class Path:
+class StepPath:
     """A partial or finished solution: the question and the steps taken so far."""
 
     question: str
     steps: tuple[str, ...] = ()
     finished: bool = False  # the policy emitted EOS
 
-    def extend(self, step: "Step") -> "Path":
+    def extend(self, step: "Step") -> "StepPath":
         steps = self.steps + (step.text,) if step.text or not step.finished else self.steps
-        return Path(self.question, steps, step.finished)
+        return StepPath(self.question, steps, step.finished)
 
 
 @dataclass(frozen=True)

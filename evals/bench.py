@@ -24,14 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path as FsPath
+from pathlib import Path
 
 import torch
 
-from engine import HFPRM, VLLMPRM, EngineConfig, Path, Policy
+from engine import HFPRM, VLLMPRM, EngineConfig, StepPath, Policy
 from engine.models import DEFAULT_POLICY, DEFAULT_PRM
-from evals.datasets import load_problems
-from evals.tasks import arith
+from problems.datasets import load_problems
+from problems import arith
 from strategies import SearchConfig, get_strategy
 
 
@@ -122,7 +122,7 @@ def bench_overhead(problems, policy, prm, cfg, repeats: int = 3) -> dict:
 # -- 2. PRM prefix caching -----------------------------------------------------------------
 
 
-def recorded_score_calls(problems, policy, prm, cfg) -> list[list[Path]]:
+def recorded_score_calls(problems, policy, prm, cfg) -> list[list[StepPath]]:
     calls = []
     real = prm.score
 
@@ -243,7 +243,7 @@ def bench_scaling(problems, policy, prm, cfg, ns, counts) -> dict:
     return {"rows": rows}
 
 
-def plot_scaling(rows: list[dict], path: FsPath) -> None:
+def plot_scaling(rows: list[dict], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
         report["notebook"] = bench_notebook(nb, policy, prm, hf_prm, cfg)
     if "sal" in only:
         report["sal"] = bench_sal(problems, policy, prm, hf_prm, cfg)
-    out = FsPath(args.output)
+    out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     if "scaling" in only:
         ns = [int(x) for x in args.scaling_n.split(",")]

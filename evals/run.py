@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 
 from engine.models import DEFAULT_POLICY, DEFAULT_PRM, REPO_ROOT, ModelDirError
-from evals.datasets import DatasetError, Problem, load_problems
-from evals.recipes import RecipeError, load_recipe
-from evals.tasks import get_world
-from evals.greedy import wilson_interval
+from problems.datasets import DatasetError, Problem, load_problems
+from recipes import RecipeError, load_recipe
+from problems.worlds import get_world
+from problems.metrics import wilson_interval
 
 PRM_FREE = {"majority", "greedy"}
 DEFAULT_RECIPE = REPO_ROOT / "recipes" / "arith.yaml"
@@ -281,12 +281,12 @@ def engine_config(args: argparse.Namespace, recipe):
 
 def load_models(args: argparse.Namespace, recipe, need_prm: bool, problems: list[Problem] = ()):
     """The recipe's policy and PRM (the shipped models by default); --policy/--prm override the
-    directories, and --prm oracle serves the embedded world's exact labels (evals.oracle)."""
+    directories, and --prm oracle serves the embedded world's exact labels (problems.oracle)."""
     policy = recipe.policy(engine_config(args, recipe), model=args.policy)
     if not need_prm:
         return policy, None
     if args.prm == "oracle":
-        from evals.oracle import OraclePRM
+        from problems.oracle import OraclePRM
 
         worlds = {p.world for p in problems}
         if None in worlds or len(worlds) != 1:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 from engine.answers import answer_key
 from engine.prm import PRM, check_compatible
-from engine.types import Cost, Path
+from engine.types import Cost, StepPath
 
 
 @dataclass
@@ -53,7 +53,7 @@ class SearchConfig:
 class Candidate:
     """A path with the PRM's P(correct) for each of its steps."""
 
-    path: Path
+    path: StepPath
     scores: list[float]
 
     def value(self, how: str) -> float:
@@ -69,7 +69,7 @@ class SearchResult:
     problem_id: str
     question: str
     answer: str | None  # the final answer text (the chosen path's last step)
-    path: Path | None  # the chosen path
+    path: StepPath | None  # the chosen path
     scores: list[float]  # its step scores
     candidates: list[Candidate]  # every scored candidate the search ended with
     cost: Cost
@@ -124,10 +124,10 @@ class Services:
         self.costs = [Cost() for _ in self.problems]
         self.requests = [0] * len(self.problems)  # policy requests made so far, per problem: their seeds
 
-    def root(self, i: int) -> Path:
-        return Path(self.problems[i].question)
+    def root(self, i: int) -> StepPath:
+        return StepPath(self.problems[i].question)
 
-    def expand(self, items: Sequence[tuple[int, Path]], n: int | Sequence[int], temperatures: Sequence[float] | None = None) -> list[list[Candidate]]:
+    def expand(self, items: Sequence[tuple[int, StepPath]], n: int | Sequence[int], temperatures: Sequence[float] | None = None) -> list[list[Candidate]]:
         """n scored children of each (problem index, path): one propose call, one score call.
 
         n: one count for all items or one per item; temperatures: one per item (default: the config's)."""
@@ -141,7 +141,7 @@ class Services:
         children = [[path.extend(step) for step in steps] for (_, path), steps in zip(items, out.steps)]
         return self._scored(items, children)
 
-    def rollout(self, items: Sequence[tuple[int, Path]], n: int, score: bool = True) -> list[list[Candidate]]:
+    def rollout(self, items: Sequence[tuple[int, StepPath]], n: int, score: bool = True) -> list[list[Candidate]]:
         """n scored rollouts to EOS of each (problem index, path): one complete call, one score call."""
         if not items:
             return []
@@ -153,18 +153,18 @@ class Services:
             return [[Candidate(p, []) for p in paths] for paths in out.paths]
         return self._scored(items, out.paths)
 
-    def answer_key(self, path: Path) -> str | None:
+    def answer_key(self, path: StepPath) -> str | None:
         """What votes compare: the path's final answer up to equivalence (engine.answers.answer_key)."""
         return answer_key(self.policy.fmt.extract_answer(path.steps))
 
-    def _seeds(self, items: Sequence[tuple[int, Path]]) -> list[int]:
+    def _seeds(self, items: Sequence[tuple[int, StepPath]]) -> list[int]:
         seeds = []
         for i, _ in items:
             seeds.append(request_seed(self.config.seed, self.problems[i].question, self.requests[i]))
             self.requests[i] += 1
         return seeds
 
-    def _scored(self, items, children: list[list[Path]]) -> list[list[Candidate]]:
+    def _scored(self, items, children: list[list[StepPath]]) -> list[list[Candidate]]:
         flat = [c for cs in children for c in cs]
         scores = self.prm.score(flat)
         self._book(scores.cost, [i for (i, _), cs in zip(items, children) for _ in cs])
@@ -197,7 +197,7 @@ class Services:
 SELECTIONS = ("prm", "weighted", "majority")
 
 
-def select(candidates: Sequence[Candidate], selection: str, aggregation: str, key: Callable[[Path], str | None]) -> Candidate | None:
+def select(candidates: Sequence[Candidate], selection: str, aggregation: str, key: Callable[[StepPath], str | None]) -> Candidate | None:
     """The answer among candidates.
 
     Only finished candidates compete (an unfinished one's last step is not an answer), unless
@@ -269,6 +269,6 @@ def unique(candidates: Sequence[Candidate]) -> list[Candidate]:
     return out
 
 
-def is_open(path: Path, config: SearchConfig) -> bool:
+def is_open(path: StepPath, config: SearchConfig) -> bool:
     return not path.finished and len(path.steps) < config.max_steps
 

@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 from engine.format import StepFormat
 from engine.policy import Completions, Proposals, per_path
 from engine.prm import Scores
-from engine.types import Cost, Path, Step
+from engine.types import Cost, StepPath, Step
 
 Option = tuple[str, bool]
 Options = Callable[[str, tuple[str, ...]], list[Option]]
@@ -51,7 +51,7 @@ class FakePolicy:
     def __post_init__(self):
         self.encoder = SimpleNamespace(fmt=self.fmt)
 
-    def _next(self, path: Path, temperature: float, rng: _random.Random | None) -> Option:
+    def _next(self, path: StepPath, temperature: float, rng: _random.Random | None) -> Option:
         opts = self.options(path.question, path.steps)
         if temperature == 0:
             return opts[0]
@@ -71,13 +71,13 @@ class FakePolicy:
             rng = _random.Random(s) if self.random and t != 0 else None
             yield p, k, t, rng
 
-    def propose(self, paths: Sequence[Path], n, *, temperature=0.8, top_p=1.0, max_step_tokens=64, seeds=None) -> Proposals:
+    def propose(self, paths: Sequence[StepPath], n, *, temperature=0.8, top_p=1.0, max_step_tokens=64, seeds=None) -> Proposals:
         out = []
         for path, k, t, rng in self._requests(paths, n, temperature, seeds, "propose"):
             out.append([Step(text, finished=done, num_tokens=len(text) + 1) for text, done in (self._next(path, t, rng) for _ in range(k))])
         return Proposals(out, Cost(policy_calls=1, generated_tokens=sum(s.num_tokens for steps in out for s in steps)))
 
-    def complete(self, paths: Sequence[Path], n, *, temperature=0.8, top_p=1.0, max_tokens=512, seeds=None) -> Completions:
+    def complete(self, paths: Sequence[StepPath], n, *, temperature=0.8, top_p=1.0, max_tokens=512, seeds=None) -> Completions:
         out = []
         for path, k, t, rng in self._requests(paths, n, temperature, seeds, "complete"):
             rollouts = []
@@ -100,13 +100,13 @@ class FakePRM:
 
     score_of: Callable[[str, tuple[str, ...]], float]
     fmt: StepFormat = field(default_factory=StepFormat)
-    scored: list[Path] = field(default_factory=list)
+    scored: list[StepPath] = field(default_factory=list)
     calls: int = 0
 
     def __post_init__(self):
         self.encoder = SimpleNamespace(fmt=self.fmt)
 
-    def score(self, paths: Sequence[Path]) -> Scores:
+    def score(self, paths: Sequence[StepPath]) -> Scores:
         self.calls += 1
         self.scored.extend(paths)
         scores = [[self.score_of(p.question, p.steps[: k + 1]) for k in range(len(p.steps))] for p in paths]

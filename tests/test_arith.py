@@ -1,4 +1,4 @@
-"""Tests for the embedded arithmetic world (evals/tasks/arith.py)."""
+"""Tests for the embedded arithmetic world (problems/arith.py)."""
 
 import hashlib
 import random
@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from evals.tasks import arith
-from evals.tasks.arith import (
+from problems import arith
+from problems.arith import (
     ArithProblem, evaluate, generate_problems, grade, load_split,
     parse_answer, reference_steps, verify_steps,
 )

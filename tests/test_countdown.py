@@ -6,7 +6,7 @@ import random
 import pytest
 
 from engine.models import MODELS_DIR
-from evals.tasks import countdown as cd
+from problems import countdown as cd
 
 Q = "24:3 7 8 12"
 SOLUTION = ["8-7=1|1 3 12", "3-1=2|2 12", "12*2=24|24"]
@@ -47,7 +47,7 @@ def test_several_solutions_per_problem_are_uniform_draws_the_first_the_reference
 
 
 def test_world_sft_rows_draw_several_solutions_per_problem():
-    from evals.tasks import arith
+    from problems import arith
     from trainers.data import world_sft_rows
 
     problems = [p for p in cd.load_split("dev") if p.difficulty <= 4][:6]
@@ -135,7 +135,7 @@ def test_answer_of_reads_the_last_result():
 
 
 def test_the_world_interface_serves_both_worlds():
-    from evals.tasks import WORLDS, get_world
+    from problems.worlds import WORLDS, get_world
 
     assert set(WORLDS) == {"arith", "countdown"}
     for name, world in WORLDS.items():
@@ -150,25 +150,25 @@ def test_the_world_interface_serves_both_worlds():
 
 
 def test_datasets_grade_countdown_on_the_whole_path():
-    from engine.types import Path
-    from evals.datasets import Problem, load_problems
+    from engine.types import StepPath
+    from problems.datasets import Problem, load_problems
 
     p = load_problems("countdown-test")[0]
-    assert p.world == "countdown" and p.difficulty == 3 and p.grade(None, Path(p.question, cd.load_split("test")[0].steps, True))
+    assert p.world == "countdown" and p.difficulty == 3 and p.grade(None, StepPath(p.question, cd.load_split("test")[0].steps, True))
     p = Problem("x", Q, "24", 4, "countdown")
-    assert p.grade("24", Path(Q, tuple(SOLUTION), True)) and not p.grade("24", Path(Q, tuple(SOLUTION), False))
-    assert not p.grade("24", Path(Q, ("12-8=4|3 4 7", "7-4=3|3 3", "3*3=24|24"), True))  # the right number through a wrong step
+    assert p.grade("24", StepPath(Q, tuple(SOLUTION), True)) and not p.grade("24", StepPath(Q, tuple(SOLUTION), False))
+    assert not p.grade("24", StepPath(Q, ("12-8=4|3 4 7", "7-4=3|3 3", "3*3=24|24"), True))  # the right number through a wrong step
     with pytest.raises(ValueError, match="whole path"):
         p.grade("24")
 
 
 def test_the_oracle_prm_scores_the_exact_labels():
     from engine.format import StepFormat
-    from engine.types import Path
-    from evals.oracle import OraclePRM
+    from engine.types import StepPath
+    from problems.oracle import OraclePRM
 
     prm = OraclePRM("countdown", StepFormat())
-    out = prm.score([Path(Q, tuple(SOLUTION)), Path(Q, ("12-8=4|3 4 7", "7-4=3|3 3")), Path(Q, ("junk",))])
+    out = prm.score([StepPath(Q, tuple(SOLUTION)), StepPath(Q, ("12-8=4|3 4 7", "7-4=3|3 3")), StepPath(Q, ("junk",))])
     assert out.scores == [[1.0, 1.0, 1.0], [0.0, 0.0], [0.0]] and out.cost.prm_tokens_computed == 0
 
 
@@ -324,7 +324,7 @@ def test_prm_eval_of_a_run_grades_whole_paths_and_labels_every_distinct_candidat
     metrics over each problem's distinct candidates against the exact labels."""
     import json
 
-    from evals.datasets import load_problems
+    from problems.datasets import load_problems
     from evals.prm_eval import run_auroc
 
     problem = load_problems("countdown-test")[0]
@@ -346,7 +346,7 @@ def test_prm_eval_of_a_run_grades_whole_paths_and_labels_every_distinct_candidat
 
 
 def test_accuracy_by_left_by_hand():
-    from evals.prm_eval import accuracy_by_left
+    from problems.metrics import accuracy_by_left
 
     paths = [("q", ["a", "b", "c"], [0.9, 0.3, 0.8], [True, False, False], 4),  # stops at its first wrong step (b)
              ("q", ["a", "x"], [0.9, 0.7], [True, True], 4),  # "a" again: counted once
@@ -357,7 +357,7 @@ def test_accuracy_by_left_by_hand():
 
 
 def test_sibling_metrics_by_hand():
-    from evals.prm_eval import sibling_metrics
+    from problems.metrics import sibling_metrics
 
     row = lambda q, steps, last: {"question": q, "completions": steps, "labels": [True] * (len(steps) - 1) + [last]}  # noqa: E731
     rows = [row("q", ["a"], True), row("q", ["b"], False), row("q", ["c"], False),  # one set, 3 left after its step

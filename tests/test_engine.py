@@ -7,22 +7,22 @@ import sys
 import pytest
 import torch
 
-from engine import HFPRM, VLLMPRM, Path, Policy, PromptTooLongError, StepFormat, check_compatible
+from engine import HFPRM, VLLMPRM, StepPath, Policy, PromptTooLongError, StepFormat, check_compatible
 from engine.models import DEFAULT_POLICY, ModelDirError
 from engine.prm import p_correct
-from evals.tasks import arith
+from problems import arith
 from trainers.common import fresh_llama
 from trainers.step_sft import StepSFTConfig
 
 
-def mixed_paths(problems, policy) -> list[Path]:
+def mixed_paths(problems, policy) -> list[StepPath]:
     """Reference prefixes, policy rollouts and corrupted steps: many paths sharing prefixes."""
     rng = random.Random(0)
     paths = []
     for p in problems:
-        paths += [Path(p.question, p.steps[:k]) for k in range(1, len(p.steps) + 1)]
-        paths.append(Path(p.question, p.steps[:-1] + (str(p.answer + rng.randint(1, 9)),)))
-    rollouts = policy.complete([Path(p.question) for p in problems], n=2, temperature=1.0, max_tokens=200).paths
+        paths += [StepPath(p.question, p.steps[:k]) for k in range(1, len(p.steps) + 1)]
+        paths.append(StepPath(p.question, p.steps[:-1] + (str(p.answer + rng.randint(1, 9)),)))
+    rollouts = policy.complete([StepPath(p.question) for p in problems], n=2, temperature=1.0, max_tokens=200).paths
     paths += [r for rs in rollouts for r in rs if r.steps]
     rng.shuffle(paths)
     return paths
@@ -49,7 +49,7 @@ def test_prefix_caching_computes_only_the_new_step(vllm_prm, hf_prm):
     steps = arith.reference_steps(question)
     block = 32  # EngineConfig.block_size: vLLM reuses full blocks only
     for k in range(1, len(steps) + 1):
-        path = Path(question, tuple(steps[:k]))
+        path = StepPath(question, tuple(steps[:k]))
         new_tokens = len(hf_prm.encoder.path_ids(question, steps[:k])[0]) - len(hf_prm.encoder.path_ids(question, steps[: k - 1])[0])
         hf, vl = hf_prm.score([path]).cost, vllm_prm.score([path]).cost
         if k == 1:
@@ -65,8 +65,8 @@ def test_prefix_caching_computes_only_the_new_step(vllm_prm, hf_prm):
 def test_siblings_share_the_parents_kv_in_the_reference_scorer(hf_prm):
     question = "3*17-2*9+4"
     steps = arith.reference_steps(question)
-    hf_prm.score([Path(question, tuple(steps[:2]))])
-    siblings = [Path(question, tuple(steps[:2]) + (s,)) for s in [steps[2], "1", "2*9", steps[2] + "0"]]
+    hf_prm.score([StepPath(question, tuple(steps[:2]))])
+    siblings = [StepPath(question, tuple(steps[:2]) + (s,)) for s in [steps[2], "1", "2*9", steps[2] + "0"]]
     cost = hf_prm.score(siblings).cost
     enc = hf_prm.encoder
     parent_len = len(enc.path_ids(question, steps[:2])[0])
@@ -74,7 +74,7 @@ def test_siblings_share_the_parents_kv_in_the_reference_scorer(hf_prm):
 
 
 def test_propose_is_one_generate_call_and_every_step_ends_properly(policy):
-    paths = [Path(p.question) for p in arith.load_split("dev")[:12]] + [Path("3+4*5-2", ("3+20-2",))]
+    paths = [StepPath(p.question) for p in arith.load_split("dev")[:12]] + [StepPath("3+4*5-2", ("3+20-2",))]
     calls = policy.generate_calls
     out = policy.propose(paths, n=4, temperature=1.0, max_step_tokens=64)
     assert policy.generate_calls == calls + 1
@@ -86,13 +86,13 @@ def test_propose_is_one_generate_call_and_every_step_ends_properly(policy):
     assert out.cost.policy_calls == 1 and out.cost.generated_tokens == sum(s.num_tokens for c in out.steps for s in c)
     assert out.cost.prompt_tokens > 0 and out.cost.cached_tokens >= 0
     # a step cut at max_step_tokens without SEP is flagged, never merged into the next one
-    short = policy.propose([Path("29*28*27+26*25")], n=2, temperature=0.0, max_step_tokens=3).steps[0]
+    short = policy.propose([StepPath("29*28*27+26*25")], n=2, temperature=0.0, max_step_tokens=3).steps[0]
     assert all(s.truncated and s.num_tokens == 3 for s in short)
 
 
 def test_complete_rolls_out_to_eos(policy):
     problems = arith.load_split("dev")[:6]
-    out = policy.complete([Path(p.question) for p in problems], n=3, temperature=0.0, max_tokens=256)
+    out = policy.complete([StepPath(p.question) for p in problems], n=3, temperature=0.0, max_tokens=256)
     assert all(len(rs) == 3 for rs in out.paths)
     finished = [r for rs in out.paths for r in rs if r.finished]
     assert len(finished) >= 15
@@ -102,9 +102,9 @@ def test_complete_rolls_out_to_eos(policy):
 
 def test_sampling_is_deterministic_under_the_engine_seed():
     script = (
-        "from engine import Policy, Path\n"
+        "from engine import Policy, StepPath\n"
         f"p = Policy({str(DEFAULT_POLICY)!r})\n"
-        "print([s.text for c in p.propose([Path('12*13-7+5'), Path('3+4')], n=4, temperature=1.0).steps for s in c])\n"
+        "print([s.text for c in p.propose([StepPath('12*13-7+5'), StepPath('3+4')], n=4, temperature=1.0).steps for s in c])\n"
     )
     runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.splitlines()[-1] for _ in range(2)]
     assert runs[0] == runs[1]
@@ -117,7 +117,7 @@ def test_request_seeds_fix_a_paths_samples_in_any_batch(policy):
     sampler crashes on a seeded request prefilled in chunks ("CPU Generator does not use
     offset"), so the engine turns chunking off."""
     problems = [p for p in arith.load_split("test") if p.n_operands == 6][:64]
-    paths = [Path(p.question) for p in problems]
+    paths = [StepPath(p.question) for p in problems]
     seeds = list(range(len(paths)))
     alone = policy.propose(paths[:1], 4, temperature=1.0, seeds=seeds[:1]).steps[0]
     assert policy.propose(paths[::-1], 4, temperature=1.0, seeds=seeds[::-1]).steps[-1] == alone
@@ -127,7 +127,7 @@ def test_request_seeds_fix_a_paths_samples_in_any_batch(policy):
 
 def test_prompt_longer_than_the_context_is_a_clear_error(policy):
     with pytest.raises(PromptTooLongError, match="does not fit max_model_len"):
-        policy.propose([Path("1+" * 600 + "1")], n=1)
+        policy.propose([StepPath("1+" * 600 + "1")], n=1)
 
 
 def test_nan_scores_are_refused():
@@ -159,7 +159,7 @@ def test_a_prm_with_its_own_step_format_rescores_the_policys_steps(tmp_path, pol
     check_compatible(policy, prm)  # different separators are fine: steps travel as text
     ids, seps = prm.encoder.path_ids("3+4", ["7"])
     assert prm.encoder.decode(ids).endswith("7<step>") and ids[seps[0]] == prm.encoder.sep_id
-    assert len(prm.score([Path("3+4", ("7",))]).scores[0]) == 1
+    assert len(prm.score([StepPath("3+4", ("7",))]).scores[0]) == 1
     clash = SimpleNamespace(encoder=SimpleNamespace(fmt=StepFormat(sep="<")))  # "<" is inside the policy's "<sep>"
     with pytest.raises(ValueError, match="PRM's step separator '<' is part of the policy's '<sep>'"):
         check_compatible(policy, clash)

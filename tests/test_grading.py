@@ -1,6 +1,6 @@
 import pytest
 
-from evals.datasets import DatasetError, load_problems
+from problems.datasets import DatasetError, load_problems
 from engine.answers import answers_match, extract_answer, last_boxed
 
 

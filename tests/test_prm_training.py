@@ -3,11 +3,11 @@ import torch
 
 from engine import ARITH_FORMAT
 from engine.encoding import StepEncoder
-from evals.prm_eval import prm_metrics
+from problems.metrics import prm_metrics
 from trainers.data import DataError, load_prm_jsonl, tokenize_prm
 from trainers.losses import IGNORE_INDEX, prm_loss
-from evals.tasks import arith
-from evals.tasks.arith import step_labels
+from problems import arith
+from problems.arith import step_labels
 from trainers.tokenizer import build_char_tokenizer
 
 
@@ -101,7 +101,7 @@ def test_a_trained_prm_separates_correct_from_wrong_steps_at_sep(tmp_path):
     """Train where the scorer reads (SEP positions), then check the scorer on held-out paths."""
     import json
 
-    from engine import HFPRM, Path
+    from engine import HFPRM, StepPath
     from engine.models import DEFAULT_POLICY
     from trainers.prm import PRMConfig, train
 
@@ -115,7 +115,7 @@ def test_a_trained_prm_separates_correct_from_wrong_steps_at_sep(tmp_path):
     trainer = train(cfg)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert losses[-1] < losses[0]
-    scores = HFPRM(tmp_path / "prm").score([Path(r["question"], tuple(r["completions"])) for r in held_out]).scores
+    scores = HFPRM(tmp_path / "prm").score([StepPath(r["question"], tuple(r["completions"])) for r in held_out]).scores
     good = [s for ss, r in zip(scores, held_out) for s, y in zip(ss, r["labels"]) if y]
     bad = [s for ss, r in zip(scores, held_out) for s, y in zip(ss, r["labels"]) if not y]
     assert sum(good) / len(good) > sum(bad) / len(bad) + 0.3
@@ -136,7 +136,7 @@ def test_prm_cli_help_and_errors(tmp_path):
 
 
 def test_within_problem_auroc_by_hand():
-    from evals.prm_eval import within_problem_auroc
+    from problems.metrics import within_problem_auroc
 
     # problem 1: solved .9 vs unsolved .5 and .9 -> 1 + 0.5 of 2 pairs; problem 2 has no unsolved one: left out
     groups = [([.9, .5, .9], [True, False, False]), ([.3, .2], [True, True]), ([.1, .4], [True, False])]
@@ -149,7 +149,7 @@ def test_countdown_prm_data_is_rollouts_random_paths_search_states_sibling_sets_
     import json
 
     from engine.models import MODELS_DIR
-    from evals.tasks import countdown
+    from problems import countdown
     from trainers.prm import PRMConfig, train
     from trainers.step_sft import StepSFTConfig
     from trainers.step_sft import train as train_sft
@@ -192,7 +192,7 @@ def test_countdown_prm_data_is_rollouts_random_paths_search_states_sibling_sets_
 
 def test_search_rows_are_the_beam_states_labelled_exactly():
     """trainers.prm --search_problems: every path the beam search scores, exact labels, no bare prefixes."""
-    from evals.tasks import countdown
+    from problems import countdown
     from strategies import SearchConfig
     from tests.fakes import FakePolicy, FakePRM, random_scores
     from trainers.prm import search_rows

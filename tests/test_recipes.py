@@ -2,18 +2,18 @@
 as a "\\n\\n"-step chat policy, a Math-Shepherd-style token PRM and a Qwen2.5-Math-PRM-style
 classifier PRM (random-weight stand-ins with the real conventions), all served by vLLM."""
 
-from pathlib import Path as FsPath
+from pathlib import Path
 
 import pytest
 import torch
 
 import strategies
-from engine import HFPRM, Path, StepFormat
+from engine import HFPRM, StepPath, StepFormat
 from engine.encoding import StepEncoder
 from engine.prm import classifier_head
-from engine.models import REPO_ROOT, ModelDirError, load_tokenizer
-from evals.datasets import Problem
-from evals.recipes import RecipeError, load_recipe
+from engine.models import REPO_ROOT, ModelDirError
+from problems.datasets import Problem
+from recipes import RecipeError, load_recipe
 
 RECIPES = REPO_ROOT / "recipes"
 QUESTION = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did she sell altogether?"
@@ -90,7 +90,7 @@ def test_chat_template_is_applied_when_the_tokenizer_has_one(smol_policy):
     joined = enc.tokenizer(text + "3+4=7\n\n\\boxed{7}\n\nx", add_special_tokens=False)["input_ids"]
     assert enc.path_ids("What is 3+4?", ["3+4=7", "\\boxed{7}"])[0] + enc.tokenizer("x", add_special_tokens=False)["input_ids"] == joined
     # the shipped arith tokenizer has no template: the plain prompt; asking for one is an error
-    arith = StepEncoder(load_tokenizer(REPO_ROOT / "models/policy", StepFormat()), StepFormat())
+    arith = StepEncoder.load(REPO_ROOT / "models/policy", StepFormat())
     assert arith.prompt_text("3+4") == "3+4="
     with pytest.raises(ModelDirError, match="asks for a chat template"):
         StepEncoder(arith.tokenizer, StepFormat(chat_template=True), "policy models/policy")
@@ -107,14 +107,14 @@ def test_answer_formats():
 
 
 def test_text_separator_policy_stops_at_blank_lines(smol_policy):
-    out = smol_policy.propose([Path(QUESTION)], n=6, temperature=0.8, max_step_tokens=96)
+    out = smol_policy.propose([StepPath(QUESTION)], n=6, temperature=0.8, max_step_tokens=96)
     steps = out.steps[0]
     assert len(steps) == 6 and smol_policy.generate_calls >= 1
     for step in steps:
         assert "\n\n" not in step.text and "<|im_end|>" not in step.text
     # the model writes "\n\n" as two "\n" tokens: the stop string ends those steps, unflagged
     assert any(not s.truncated and not s.finished for s in steps)
-    rollouts = smol_policy.complete([Path(QUESTION)], n=2, temperature=0.8, max_tokens=300).paths[0]
+    rollouts = smol_policy.complete([StepPath(QUESTION)], n=2, temperature=0.8, max_tokens=300).paths[0]
     for path in rollouts:
         assert path.steps and all("\n\n" not in s for s in path.steps)
 
@@ -134,9 +134,9 @@ def stepwise_greedy(policy, roots: list, max_steps: int = 3) -> list:
 def test_stepwise_greedy_reproduces_a_greedy_rollout(smol_policy):
     """Each step re-encoded into the prompt must read back as the model wrote it: with "\n\n"
     as its lone token instead of two "\n", the second step already differs on every problem."""
-    from evals.datasets import load_problems
+    from problems.datasets import load_problems
 
-    roots = [Path(p.question) for p in load_problems("champ-numeric")[:12]]
+    roots = [StepPath(p.question) for p in load_problems("champ-numeric")[:12]]
     rollouts = [ps[0] for ps in smol_policy.complete(roots, 1, temperature=0.0, max_tokens=400).paths]
     stepwise = stepwise_greedy(smol_policy, roots, max_steps=2)
     agree = sum(a.steps[:2] == b.steps[:2] for a, b in zip(stepwise, rollouts) if len(b.steps) >= 2)
@@ -145,8 +145,8 @@ def test_stepwise_greedy_reproduces_a_greedy_rollout(smol_policy):
 
 
 def test_shepherd_token_prm_matches_the_transformers_reference(smol_policy, shepherd, shepherd_prm):
-    paths = [p for ps in smol_policy.complete([Path(QUESTION), Path("What is 12*3+5?")], n=2, temperature=1.0, max_tokens=200).paths for p in ps]
-    paths += [Path(QUESTION, ("First, 48/2 = 24.", "Then 48+24 = 72.", "\\boxed{72}"))]
+    paths = [p for ps in smol_policy.complete([StepPath(QUESTION), StepPath("What is 12*3+5?")], n=2, temperature=1.0, max_tokens=200).paths for p in ps]
+    paths += [StepPath(QUESTION, ("First, 48/2 = 24.", "Then 48+24 = 72.", "\\boxed{72}"))]
     vllm_scores = shepherd_prm.score(paths).scores
     hf_scores = HFPRM(shepherd.prm_spec.path(), shepherd.prm_spec.format).score(paths).scores
     assert [len(s) for s in vllm_scores] == [len(p.steps) for p in paths] == [len(s) for s in hf_scores]
@@ -155,12 +155,12 @@ def test_shepherd_token_prm_matches_the_transformers_reference(smol_policy, shep
     ids, seps = shepherd_prm.encoder.path_ids(QUESTION, paths[-1].steps)
     assert shepherd_prm.encoder.decode(ids).endswith("First, 48/2 = 24.киThen 48+24 = 72.ки\\boxed{72}ки")
     # a new step reuses the scored prefix from vLLM's cache
-    longer = Path(QUESTION, paths[-1].steps + ("Done.",))
+    longer = StepPath(QUESTION, paths[-1].steps + ("Done.",))
     cost = shepherd_prm.score([longer]).cost
     assert cost.prm_tokens_computed < cost.prm_tokens_requested / 2
 
 
-def classifier_reference(model_dir: FsPath, ids: list[int], positions: list[int]) -> torch.Tensor:
+def classifier_reference(model_dir: Path, ids: list[int], positions: list[int]) -> torch.Tensor:
     """Qwen2.5-Math-PRM by hand: the Qwen2 trunk, then score = Linear -> ReLU -> Linear, softmax, class 1."""
     from safetensors.torch import load_file
     from transformers import Qwen2Model
@@ -174,8 +174,8 @@ def classifier_reference(model_dir: FsPath, ids: list[int], positions: list[int]
 
 
 def test_qwen_classifier_prm_matches_a_hand_written_reference(qwen, qwen_prm):
-    paths = [Path(QUESTION, ("First, 48/2 = 24.",)), Path(QUESTION, ("First, 48/2 = 24.", "Then 48+24 = 72.", "\\boxed{72}")),
-             Path("What is 3+4?", ("3+4 = 8", "\\boxed{8}"))]
+    paths = [StepPath(QUESTION, ("First, 48/2 = 24.",)), StepPath(QUESTION, ("First, 48/2 = 24.", "Then 48+24 = 72.", "\\boxed{72}")),
+             StepPath("What is 3+4?", ("3+4 = 8", "\\boxed{8}"))]
     result = qwen_prm.score(paths)
     enc = qwen_prm.encoder
     text = enc.decode(enc.path_ids(paths[1].question, paths[1].steps)[0])
@@ -190,7 +190,7 @@ def test_qwen_classifier_prm_matches_a_hand_written_reference(qwen, qwen_prm):
     hf = qwen.prm(backend="hf")
     hf_scores = hf.score(paths).scores
     assert max(abs(a - b) for xs, ys in zip(result.scores, hf_scores) for a, b in zip(xs, ys)) < 1e-4
-    longer = Path(QUESTION, paths[1].steps + ("Done.",))
+    longer = StepPath(QUESTION, paths[1].steps + ("Done.",))
     cost = hf.score([longer]).cost
     assert cost.prm_tokens_computed == len(enc.path_ids(longer.question, longer.steps)[0]) - len(enc.path_ids(QUESTION, paths[1].steps)[0])
     with pytest.raises(ModelDirError, match="has no classification head"):
@@ -241,7 +241,7 @@ def test_step_sft_fine_tunes_the_chat_policy_in_the_recipes_format(tmp_path, she
                         learning_rate=1e-6, report_to=[], save_strategy="no")
     fmt = cfg.step_format
     assert fmt == shepherd.policy_spec.format
-    enc = StepEncoder(load_tokenizer(shepherd.policy_spec.path(), fmt), fmt)
+    enc = StepEncoder.load(shepherd.policy_spec.path(), fmt)
     ex = tokenize_sft(row, enc)
     n_prompt = len(enc.prompt_ids(row["question"]))
     assert enc.decode(ex["input_ids"][:n_prompt]) == enc.prompt_text(row["question"])

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from engine.answers import answer_key
-from engine.types import Path
+from engine.types import StepPath
 from strategies import Candidate, SearchConfig, get_strategy, select
 from strategies.mcts import Node, backup, select_leaf
 from tests.fakes import FakePolicy, FakePRM, random_scores, random_world, scripted, table
@@ -106,7 +106,7 @@ def test_dvts_with_one_subtree_still_has_n_votes():
 
 
 def node(steps, scores, visits=0, value_sum=0.0, aggregation="last"):
-    c = Candidate(Path("q", steps), scores)
+    c = Candidate(StepPath("q", steps), scores)
     return Node(c, c.value(aggregation), visits=visits, value_sum=value_sum)
 
 
@@ -207,7 +207,7 @@ def test_greedy_retry_accepts_at_the_threshold_and_respects_the_problem_budget()
 
 
 def cand(answer, score=.5, finished=True):
-    return Candidate(Path("q", ("work", answer), finished), [1.0, score])
+    return Candidate(StepPath("q", ("work", answer), finished), [1.0, score])
 
 
 def key(path):

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from engine.models import REPO_ROOT
-from evals.datasets import DatasetError, load_problems
-from evals.step_data import StepLabels, champ_step_labels, load_step_labels, parse_row
+from problems.datasets import DatasetError, load_problems
+from problems.step_data import StepLabels, champ_step_labels, load_step_labels, parse_row
 
 SHEPHERD = {
     "input": "Janet has 3 apples and buys 2. How many? Step 1: She buys 2 more. ки\nStep 2: 3 + 2 = 6. ки\nStep 3: The answer is 6. ки",
@@ -70,7 +70,7 @@ def test_champ_annotations_and_problems():
 
 def test_prm_training_from_math_shepherd_rows_with_a_recipe_format(tmp_path):
     """trainers.prm reads a Math-Shepherd file and trains the Math-Shepherd-style stand-in in the recipe's PRM format."""
-    from evals.local_models import local_model
+    from recipes.local_models import local_model
     from trainers.prm import PRMConfig, train
 
     data = tmp_path / "shepherd.jsonl"

@@ -8,8 +8,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from engine.encoding import StepEncoder
 from engine.format import ARITH_FORMAT
-from evals.greedy import greedy_steps
-from evals.tasks import arith
+from trainers.greedy import greedy_steps
+from problems import arith
 from trainers.data import IGNORE_INDEX, DataError, load_sft_jsonl, tokenize_sft
 from trainers.common import fresh_llama
 from trainers.step_sft import StepSFTConfig, train, train_problems
@@ -61,7 +61,7 @@ def test_smoke_training_lowers_loss_and_writes_an_hf_directory(smoke_run):
         assert (out / name).is_file(), name
     model = AutoModelForCausalLM.from_pretrained(str(out)).eval()
     tok = AutoTokenizer.from_pretrained(str(out))
-    steps = greedy_steps(model, tok, ARITH_FORMAT, ["3+4", "5*6-1"], max_new_tokens=40)
+    steps = greedy_steps(model, StepEncoder(tok, ARITH_FORMAT), ["3+4", "5*6-1"], max_new_tokens=40)
     assert len(steps) == 2 and all(isinstance(s, list) for s in steps)
 
 
@@ -156,7 +156,7 @@ def test_torchrun_two_cpu_processes_train_one_model(tmp_path):
 
 
 def test_countdown_world_rows_are_uniform_reference_solutions(tmp_path):
-    from evals.tasks import countdown
+    from problems import countdown
 
     cfg = StepSFTConfig(output_dir=str(tmp_path / "cd"), world="countdown", max_steps=3, save_steps=10, data_workers=1,
                         **{**TINY, "max_train_rows": 48, "eval_problems": 4})

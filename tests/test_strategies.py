@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import strategies
-from evals.datasets import load_problems
+from problems.datasets import load_problems
 from evals.run import run_one
 from strategies import SearchConfig, aggregate, get_strategy
 
@@ -144,7 +144,7 @@ def test_shards_split_the_dataset_and_merge_back(tmp_path, policy, vllm_prm):
 
 
 def test_cli_passes_vllm_parallelism_through():
-    from evals.recipes import load_recipe
+    from recipes import load_recipe
     from evals.run import DEFAULT_RECIPE, engine_config, parse_args
 
     recipe = load_recipe(DEFAULT_RECIPE)
@@ -158,7 +158,7 @@ def test_cli_passes_vllm_parallelism_through():
 def test_cli_search_flags_override_the_recipe_which_overrides_the_defaults(tmp_path):
     """A recipe's search block sets the search; a flag given on the command line overrides it (no
     'multiple values' crash), and a flag left off never does."""
-    from evals.recipes import load_recipe
+    from recipes import load_recipe
     from evals.run import DEFAULT_RECIPE, parse_args, search_config
 
     text = DEFAULT_RECIPE.read_text()

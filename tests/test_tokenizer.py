@@ -2,7 +2,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from engine.format import ARITH_FORMAT, StepFormat
-from engine.models import ModelDirError, check_model_dir, load_tokenizer, token_id
+from engine.encoding import StepEncoder
+from engine.models import ModelDirError, check_model_dir, token_id
 from trainers.tokenizer import build_char_tokenizer
 
 
@@ -37,4 +38,4 @@ def test_model_dir_errors(tmp_path):
         check_model_dir(tmp_path, "policy")
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ModelDirError, match="no weights"):
-        load_tokenizer(tmp_path, ARITH_FORMAT, "policy")
+        StepEncoder.load(tmp_path, ARITH_FORMAT, "policy")

@@ -14,8 +14,8 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from engine.format import StepFormat
 from engine.models import ModelDirError
-from evals.datasets import DatasetError
-from evals.recipes import RecipeError
+from problems.datasets import DatasetError
+from recipes import RecipeError
 from trainers.tokenizer import build_char_tokenizer
 
 
@@ -61,7 +61,7 @@ class StepTrainingArguments(TrainingArguments):
     def format_of(self, role: str) -> StepFormat:
         """The recipe's policy or PRM format; without a recipe, the format options (one for both)."""
         if self.recipe:
-            from evals.recipes import load_recipe
+            from recipes import load_recipe
 
             recipe = load_recipe(self.recipe)
             spec = recipe.prm_spec if role == "prm" else recipe.policy_spec

@@ -15,9 +15,9 @@ from typing import Any, Iterable
 from datasets import Dataset, Features, List, Value
 
 from engine.encoding import StepEncoder
-from evals.datasets import DatasetError as DataError  # noqa: F401  (re-exported for the trainers)
-from evals.datasets import read_jsonl, read_rows
-from evals.step_data import parse_row
+from problems.datasets import DatasetError as DataError  # noqa: F401  (re-exported for the trainers)
+from problems.datasets import read_jsonl, read_rows
+from problems.step_data import parse_row
 from trainers.losses import IGNORE_INDEX  # label value that the losses ignore
 
 
@@ -121,7 +121,7 @@ def check_prm_row(row: dict, where: str) -> None:
 
 def load_prm_jsonl(path: str | Path) -> list[dict]:
     """Stepwise rows as they are; ProcessBench, Math-Shepherd and PRM800K rows (and any file
-    format evals.datasets reads) converted to stepwise by evals.step_data."""
+    format problems.datasets reads) converted to stepwise by problems.step_data."""
     out = []
     for lineno, row in read_rows(Path(path)):
         where = f"{path}:{lineno}"

@@ -33,17 +33,17 @@ import json
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path as FsPath
+from pathlib import Path
 
 import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, Trainer
 
 from engine.encoding import StepEncoder
-from engine.models import DEFAULT_POLICY, check_model_dir, load_tokenizer
-from engine.types import Path
-from evals.datasets import DatasetError, read_jsonl
-from evals.tasks import arith
+from engine.models import DEFAULT_POLICY, check_model_dir
+from engine.types import StepPath
+from problems.datasets import DatasetError, read_jsonl
+from problems import arith
 from trainers.common import StepTrainingArguments, cli, fit
 from trainers.data import row_prompt_ids, write_jsonl
 from trainers.losses import IGNORE_INDEX, kto_loss, kto_reference_point, sequence_logps
@@ -84,7 +84,7 @@ class KTOConfig(StepTrainingArguments):
 # -- data -------------------------------------------------------------------------------
 
 
-def load_unpaired_jsonl(path: str | FsPath) -> list[dict]:
+def load_unpaired_jsonl(path: str | Path) -> list[dict]:
     rows = []
     for lineno, row in read_jsonl(path):
         where = f"{path}:{lineno}"
@@ -300,14 +300,14 @@ def step_rows(question: str, steps: tuple[str, ...], finished: bool, fmt, world=
 def sampled_rows(cfg: KTOConfig) -> list[dict]:
     """Policy samples on the world's fresh problems (none from dev or test), labelled exactly."""
     from engine.policy import Policy
-    from evals.tasks import get_world
+    from problems.worlds import get_world
 
     if cfg.granularity not in ("step", "completion"):
         raise ValueError(f"--granularity must be 'step' or 'completion', got {cfg.granularity!r}")
     fmt, world = cfg.step_format, get_world(cfg.world)
     problems = world.fresh_problems(cfg.sample_problems, seed=cfg.seed + 13)
     policy = Policy(cfg.init_model, fmt)
-    rollouts = policy.complete([Path(p.question) for p in problems], cfg.samples_per_problem, temperature=cfg.sample_temperature, max_tokens=256).paths
+    rollouts = policy.complete([StepPath(p.question) for p in problems], cfg.samples_per_problem, temperature=cfg.sample_temperature, max_tokens=256).paths
     del policy
     make = step_rows if cfg.granularity == "step" else completion_rows
     rows = {}
@@ -318,8 +318,8 @@ def sampled_rows(cfg: KTOConfig) -> list[dict]:
     return list(rows.values())
 
 
-def default_data(cfg: KTOConfig) -> FsPath:
-    path = FsPath(cfg.output_dir) / "data" / "train.jsonl"
+def default_data(cfg: KTOConfig) -> Path:
+    path = Path(cfg.output_dir) / "data" / "train.jsonl"
     if not path.is_file():
         write_jsonl(path, sampled_rows(cfg))
     return path
@@ -346,7 +346,8 @@ def selected_rows(rows: list[dict], cfg: KTOConfig) -> list[dict]:
 def train(cfg: KTOConfig) -> Trainer | None:
     fmt = cfg.step_format
     init = check_model_dir(cfg.init_model, "init model")
-    tokenizer = load_tokenizer(init, fmt, "init model")
+    encoder = StepEncoder.load(init, fmt, "init model")
+    tokenizer = encoder.tokenizer
     data = cfg.train_file or default_data(cfg)
     if cfg.data_only:
         return None
@@ -359,7 +360,6 @@ def train(cfg: KTOConfig) -> Trainer | None:
             warnings.warn(f"imbalanced data ({n_d} desirable, {n_u} undesirable): desirable_weight set to {desirable_weight:.3f}")
     print(f"KTO data: {n_d} desirable, {n_u} undesirable rows; lambda_D={desirable_weight:.3f}, lambda_U={cfg.undesirable_weight}")
 
-    encoder = StepEncoder(tokenizer, fmt, f"init model {init}")
     dataset = Dataset.from_list([tokenize_unpaired(r, encoder) for r in rows])
     dataset = dataset.filter(lambda ex: len(ex["prompt_ids"]) + len(ex["completion_ids"]) <= cfg.max_length)
     dataset = dataset.add_column("kl_prompt_ids", mismatched_prompts(dataset["prompt_ids"]))

@@ -23,18 +23,19 @@ from __future__ import annotations
 import gc
 import json
 from dataclasses import dataclass, field
-from pathlib import Path as FsPath
+from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer
 
 from engine.encoding import StepEncoder
 from engine.format import StepFormat
-from engine.models import DEFAULT_POLICY, ModelDirError, check_model_dir, load_tokenizer
-from engine.types import Path
-from evals.prm_eval import prm_metrics
-from evals.recipes import load_recipe
-from evals.tasks import arith, get_world
+from engine.models import DEFAULT_POLICY, ModelDirError, check_model_dir
+from engine.types import StepPath
+from problems.metrics import prm_metrics
+from recipes import load_recipe
+from problems import arith
+from problems.worlds import get_world
 from trainers.common import FreshModelArguments, StepTrainingArguments, cli, deepen, fit, fresh_llama
 from trainers.data import load_prm_jsonl, prm_dataset, write_jsonl
 from trainers.losses import IGNORE_INDEX, prm_loss
@@ -80,7 +81,7 @@ class PRMConfig(StepTrainingArguments, FreshModelArguments):
 def rollout_rows(policy, problems: list, n: int, temperature: float, references: bool, world=arith) -> list[dict]:
     """Rollouts of the problems (one batched vLLM call) labelled by the world's exact labels,
     duplicates dropped; with references, each problem's reference solution too."""
-    rollouts = policy.complete([Path(p.question) for p in problems], n, temperature=temperature, max_tokens=256).paths
+    rollouts = policy.complete([StepPath(p.question) for p in problems], n, temperature=temperature, max_tokens=256).paths
     rows = []
     for problem, paths in zip(problems, rollouts):
         candidates = [path.steps for path in paths] + ([problem.steps] if references else [])
@@ -93,10 +94,10 @@ def negatives(rows: list[dict]) -> str:
     return f"{sum(not x for r in rows for x in r['labels'])}/{sum(len(r['labels']) for r in rows)} Negative steps"
 
 
-def default_rollouts(cfg: PRMConfig) -> tuple[list[FsPath], FsPath]:
+def default_rollouts(cfg: PRMConfig) -> tuple[list[Path], Path]:
     """Make (or reuse) the embedded world's train/eval rollout files and, with --search_problems,
     the search states; one policy engine serves whatever has to be made."""
-    out = FsPath(cfg.output_dir) / "rollouts"
+    out = Path(cfg.output_dir) / "rollouts"
     train_path, eval_path, search_path = out / "train.jsonl", out / "dev.jsonl", out / "search.jsonl"
     make_rollouts = not (train_path.is_file() and eval_path.is_file())
     make_search = cfg.search_problems > 0 and not search_path.is_file()
@@ -149,11 +150,11 @@ def _oracle_chunk(args: tuple) -> list[dict]:
     return getattr(world, function)(world.fresh_problems(n, seed=seed), per, seed=seed)
 
 
-def oracle_file(cfg: PRMConfig, kind: str) -> FsPath:
+def oracle_file(cfg: PRMConfig, kind: str) -> Path:
     """Make (or reuse) rollouts/<kind>.jsonl: oracle-labelled paths on fresh problems that need no
     policy (ORACLE_DATA: sibling sets, corrupted walks, claim pairs), made by --dataset_num_proc processes."""
     function, seed_offset, count_field, per_field = ORACLE_DATA[kind]
-    path = FsPath(cfg.output_dir) / "rollouts" / f"{kind}.jsonl"
+    path = Path(cfg.output_dir) / "rollouts" / f"{kind}.jsonl"
     if path.is_file():
         print(f"reusing {kind} paths in {path}")
         return path
@@ -245,12 +246,12 @@ class PRMTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
 
-def evaluate_prm(model_dir: str | FsPath, fmt: StepFormat, rows: list[dict]) -> dict:
+def evaluate_prm(model_dir: str | Path, fmt: StepFormat, rows: list[dict]) -> dict:
     """Held-out step metrics of a PRM directory, scored with the transformers reference scorer."""
     from engine.prm import HFPRM
 
     scorer = HFPRM(model_dir, fmt)
-    paths = [Path(r["question"], tuple(r["completions"])) for r in rows]
+    paths = [StepPath(r["question"], tuple(r["completions"])) for r in rows]
     return prm_metrics(scorer.score(paths).scores, [r["labels"] for r in rows])
 
 
@@ -260,13 +261,14 @@ def train(cfg: PRMConfig) -> Trainer | None:
     model = None
     if cfg.init_model == "fresh":
         model, tokenizer = fresh_llama(cfg, fmt, cfg.seed)
+        encoder = StepEncoder(tokenizer, fmt, "the fresh model", labels=True)
     else:
         init = check_model_dir(cfg.init_model, "init model")
-        tokenizer = load_tokenizer(init, fmt, "init model", labels=True)
-    encoder = StepEncoder(tokenizer, fmt, f"init model {cfg.init_model}", labels=True)
+        encoder = StepEncoder.load(init, fmt, "init model", labels=True)
+        tokenizer = encoder.tokenizer
     if cfg.train_file:
-        train_paths = [FsPath(f) for f in cfg.train_file.split(",")]
-        eval_path = FsPath(cfg.eval_file) if cfg.eval_file else None
+        train_paths = [Path(f) for f in cfg.train_file.split(",")]
+        eval_path = Path(cfg.eval_file) if cfg.eval_file else None
     else:
         train_paths, eval_path = default_rollouts(cfg)
     train_paths += [oracle_file(cfg, kind) for kind, (_, _, count, _) in ORACLE_DATA.items() if getattr(cfg, count)]

@@ -21,9 +21,11 @@ import torch
 from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer
 
 from engine.encoding import StepEncoder
-from engine.models import check_model_dir, load_tokenizer
-from evals.tasks import arith, get_world
+from engine.models import check_model_dir
+from problems import arith
+from problems.worlds import get_world
 from trainers.common import FreshModelArguments, StepTrainingArguments, cli, deepen, fit, fresh_llama
+from trainers.greedy import greedy_report
 from trainers.data import load_sft_jsonl, sft_dataset, world_sft_rows, write_jsonl
 
 
@@ -81,7 +83,7 @@ def load_model_and_tokenizer(cfg: StepSFTConfig):
     if cfg.init_model is None:
         return fresh_llama(cfg, fmt, cfg.seed)
     path = check_model_dir(cfg.init_model, "init model")
-    tokenizer = load_tokenizer(path, fmt, "init model")
+    tokenizer = StepEncoder.load(path, fmt, "init model").tokenizer
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return deepen(AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32), cfg.deepen), tokenizer
@@ -104,10 +106,8 @@ def train(cfg: StepSFTConfig) -> Trainer:
     )
     out = fit(trainer, cfg.output_dir)
     if cfg.eval_problems and not cfg.train_file:
-        from evals.greedy import greedy_report
-
         world = get_world(cfg.world)
-        report = greedy_report(model, tokenizer, fmt, world.load_split("dev")[: cfg.eval_problems], world)
+        report = greedy_report(model, StepEncoder(tokenizer, fmt), world.load_split("dev")[: cfg.eval_problems], world)
         print(f"dev greedy accuracy: {report}")
         (out / "dev_greedy.json").write_text(json.dumps(report, indent=2) + "\n")
     return trainer

@@ -1,7 +1,7 @@
 """The oracle PRM: an embedded world's exact process labels served through the PRM interface.
 
     prm = OraclePRM("countdown", policy.fmt)      # or: python -m evals.run --prm oracle
-    prm.score([Path("24:3 7 8 12", ("12-8=4|3 4 7",))]).scores   # [[0.0]]: a dead end
+    prm.score([StepPath("24:3 7 8 12", ("12-8=4|3 4 7",))]).scores   # [[0.0]]: a dead end
 
 P(correct) of a step is 1.0 when the world labels it Positive (countdown: legal so far and the
 target still reachable), else 0.0. No model runs, so it costs nothing; searched with it, each
@@ -15,8 +15,8 @@ from typing import Sequence
 
 from engine.format import StepFormat
 from engine.prm import Scores
-from engine.types import Cost, Path
-from evals.tasks import get_world
+from engine.types import Cost, StepPath
+from problems.worlds import get_world
 
 
 class OracleEncoder:
@@ -31,6 +31,6 @@ class OraclePRM:
         self.world = get_world(world)
         self.encoder = OracleEncoder(fmt)
 
-    def score(self, paths: Sequence[Path]) -> Scores:
+    def score(self, paths: Sequence[StepPath]) -> Scores:
         scores = [[1.0 if ok else 0.0 for ok in self.world.step_labels(p.question, p.steps)] for p in paths]
         return Scores(scores, Cost(prm_calls=1))

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.answers import answers_match
-from evals.tasks import WORLDS, arith, get_world
+from problems import arith
+from problems.worlds import WORLDS, get_world
 
 WORLD_DATASETS = {f"{name}-{split}": (name, split) for name in WORLDS for split in ("train", "dev", "test")}
 
@@ -30,7 +31,7 @@ class Problem:
     question: str
     answer: str
     difficulty: int | None = None  # embedded worlds: what the world's DIFFICULTY counts
-    world: str | None = None  # an embedded world's name (evals.tasks), or None for a user dataset
+    world: str | None = None  # an embedded world's name (problems.worlds), or None for a user dataset
 
     def grade(self, answer_text: str | None, path=None) -> bool:
         """An embedded world grades the whole path with its own grader (countdown checks every
@@ -90,7 +91,7 @@ def read_rows(path: Path) -> list[tuple[int, dict]]:
 
 def load_problems(spec: str) -> list[Problem]:
     if spec in ("champ", "champ-numeric"):  # CHAMP's competition problems (PyPI champ-dataset)
-        from evals.step_data import champ_problems
+        from problems.step_data import champ_problems
 
         return champ_problems(numeric_only=spec == "champ-numeric")
     if spec in WORLD_DATASETS:

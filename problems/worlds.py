@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from evals.tasks import arith, countdown
+from problems import arith, countdown
 
 WORLDS: dict[str, ModuleType] = {arith.NAME: arith, countdown.NAME: countdown}
 
