@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything in ./.venv (CPU build of vLLM), then run the main job:
-# load the shipped default policy (training it if missing) and print greedy samples.
+# load the shipped default policy and print greedy samples, then a countdown search side by side.
 #   bash setup.sh            # CPU machine
 #   EXTRA=gpu bash setup.sh  # CUDA machine: ordinary vLLM
 set -euo pipefail

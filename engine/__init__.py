@@ -14,8 +14,8 @@ os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
 from engine.format import ARITH_FORMAT, StepFormat  # noqa: E402
 from engine.policy import EngineConfig, Policy, PromptTooLongError  # noqa: E402
-from engine.prm import HFPRM, PRM, VLLMPRM, VLLMClassifierPRM, check_compatible  # noqa: E402
-from engine.types import Cost, StepPath, Step  # noqa: E402
+from engine.prm import HFPRM, VLLMPRM, VLLMClassifierPRM  # noqa: E402
+from engine.types import Completions, Cost, Proposals, Scores, Step, StepPath  # noqa: E402
 
-__all__ = ["ARITH_FORMAT", "StepFormat", "EngineConfig", "Policy", "PromptTooLongError", "HFPRM", "PRM", "VLLMPRM", "VLLMClassifierPRM",
-           "check_compatible", "Cost", "StepPath", "Step"]
+__all__ = ["ARITH_FORMAT", "StepFormat", "EngineConfig", "Policy", "PromptTooLongError", "HFPRM", "VLLMPRM", "VLLMClassifierPRM",
+           "Completions", "Cost", "Proposals", "Scores", "Step", "StepPath"]

@@ -1,6 +1,9 @@
-"""Final answers: extraction, normalization, comparison (grading) and the key votes use.
+"""Final answers: extraction, normalization, comparison (grading) and the key votes use. The
+one place an answer is read out of text.
 
-`extract_answer(text)` pulls the final answer out of a solution or a reference:
+`final_answer(steps, answer_format)` reads a path's answer the way its step format says
+(StepFormat.answer_format): the last step, the last `\\boxed{...}`, the last number, or "auto".
+`extract_answer(text)` pulls the final answer out of a free-form solution or a reference:
 `\\boxed{...}` (last one, braces balanced), then GSM8K's `#### 42`, else the text itself.
 `answers_match(pred, ref)` compares after normalization: numerically when both sides parse
 as numbers or fractions (1/2 == 0.5 == \\frac{1}{2} == \\dfrac12), else as normalized strings.
@@ -12,8 +15,40 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
+from typing import Sequence
 
-from engine.format import last_boxed
+
+def last_boxed(text: str) -> str | None:
+    """The contents of the last \\boxed{...} in text (braces balanced), or None."""
+    start = text.rfind("\\boxed")
+    if start < 0:
+        return None
+    i = text.find("{", start)
+    if i < 0:
+        return None
+    depth = 0
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i + 1 : j]
+    return None
+
+
+def final_answer(steps: Sequence[str], answer_format: str = "last_step") -> str | None:
+    """A path's final answer text (engine.format.ANSWER_FORMATS), stripped; None if there is
+    none. Votes compare these (through answer_key); graders grade them."""
+    last = next((step.strip() for step in reversed(steps) if step.strip()), None)
+    if last is None or answer_format == "last_step":
+        return last
+    if answer_format in ("boxed", "auto"):
+        boxed = last_boxed("\n".join(steps))
+        if boxed is not None or answer_format == "boxed":
+            return boxed.strip() if boxed is not None else None
+        after = last.rsplit("####", 1)[1].strip() if "####" in last else ""
+        if after:
+            return after.splitlines()[0].strip()
+    numbers = re.findall(r"-?\d[\d,]*(?:\.\d+)?", last)
+    return numbers[-1].replace(",", "") if numbers else None
 
 
 def extract_answer(text: str | None) -> str | None:

@@ -14,10 +14,8 @@ The recipes under recipes/ hold one format per known setup.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Sequence
-
 
 ANSWER_FORMATS = ("last_step", "boxed", "last_number", "auto")
 
@@ -69,38 +67,6 @@ class StepFormat:
 
     def is_finished(self, response: str) -> bool:
         return bool(self.eos) and self.eos in response
-
-    def extract_answer(self, steps: Sequence[str]) -> str | None:
-        """The final answer text (per answer_format), stripped; None if there is none.
-        Majority voting compares these strings; tasks grade them."""
-        last = next((step.strip() for step in reversed(steps) if step.strip()), None)
-        if last is None or self.answer_format == "last_step":
-            return last
-        if self.answer_format in ("boxed", "auto"):
-            boxed = last_boxed("\n".join(steps))
-            if boxed is not None or self.answer_format == "boxed":
-                return boxed.strip() if boxed is not None else None
-            after = last.rsplit("####", 1)[1].strip() if "####" in last else ""
-            if after:
-                return after.splitlines()[0].strip()
-        numbers = re.findall(r"-?\d[\d,]*(?:\.\d+)?", last)
-        return numbers[-1].replace(",", "") if numbers else None
-
-
-def last_boxed(text: str) -> str | None:
-    """The contents of the last \\boxed{...} in text (braces balanced), or None."""
-    start = text.rfind("\\boxed")
-    if start < 0:
-        return None
-    i = text.find("{", start)
-    if i < 0:
-        return None
-    depth = 0
-    for j in range(i, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        if depth == 0:
-            return text[i + 1 : j]
-    return None
 
 
 ARITH_FORMAT = StepFormat()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.format import StepFormat
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO_ROOT / "models"
 DEFAULT_POLICY = MODELS_DIR / "policy"

@@ -12,6 +12,7 @@ PRM and the trainers use.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,7 +20,7 @@ from typing import Any, Sequence
 from engine.encoding import StepEncoder
 from engine.format import ARITH_FORMAT, StepFormat
 from engine.models import check_model_dir
-from engine.types import Cost, StepPath, Step, Timer
+from engine.types import Completions, Cost, Proposals, Step, StepPath, Timer
 
 
 @dataclass
@@ -63,18 +64,6 @@ class PromptTooLongError(ValueError):
     pass
 
 
-@dataclass
-class Proposals:
-    steps: list[list[Step]]  # n candidates per path, in the order of the paths
-    cost: Cost
-
-
-@dataclass
-class Completions:
-    paths: list[list[StepPath]]  # n rollouts per path
-    cost: Cost
-
-
 def on_cpu() -> bool:
     from vllm.platforms import current_platform
 
@@ -103,10 +92,11 @@ class Policy:
         self.llm = LLM(model=str(self.model_dir), **self.config.llm_kwargs())
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         self.generate_calls = 0  # how many times vLLM's generate ran (tests count it)
+        self.recorded: list | None = None  # while a list: every generate call's (prompts, params) (see `recording`)
 
     # -- the two services -------------------------------------------------------------
 
-    def propose(self, paths: Sequence[StepPath], n: int | Sequence[int], *, temperature: float | Sequence[float] = 0.8, top_p: float = 1.0,
+    def propose(self, paths: Sequence[StepPath], n: int | Sequence[int], *, temperature: float | Sequence[float], top_p: float = 1.0,
                 max_step_tokens: int = 64, seeds: Sequence[int] | None = None) -> Proposals:
         """n candidate next steps for every path, from one generate call. Each ends in SEP or EOS.
 
@@ -119,12 +109,31 @@ class Policy:
             [[self._to_step(o.token_ids, len(out.prompt_token_ids)) for o in self._samples(out, k)] for out, k in zip(outputs, ns)], cost
         )
 
-    def complete(self, paths: Sequence[StepPath], n: int | Sequence[int], *, temperature: float | Sequence[float] = 0.8, top_p: float = 1.0,
+    def complete(self, paths: Sequence[StepPath], n: int | Sequence[int], *, temperature: float | Sequence[float], top_p: float = 1.0,
                  max_tokens: int = 512, seeds: Sequence[int] | None = None) -> Completions:
         """n rollouts of every path to EOS (or max_tokens), from one generate call."""
         ns = per_path(n, paths, "n")
         outputs, cost = self._generate(paths, ns, temperature, top_p, max_tokens, seeds, stop_at_sep=False)
         return Completions([[self._to_path(p, o.token_ids) for o in self._samples(out, k)] for p, out, k in zip(paths, outputs, ns)], cost)
+
+    # -- for benchmarks ---------------------------------------------------------------
+
+    def reset_caches(self) -> None:
+        """Forget vLLM's prefix cache, so the next call starts cold."""
+        self.llm.reset_prefix_cache()
+
+    @contextmanager
+    def recording(self):
+        """`with policy.recording() as calls:` every generate call's (prompts, params) made meanwhile."""
+        self.recorded = []
+        try:
+            yield self.recorded
+        finally:
+            self.recorded = None
+
+    def replay(self, calls: Sequence[tuple]) -> int:
+        """Run recorded generate calls again, raw (no step parsing, no bookkeeping); the tokens generated."""
+        return sum(len(o.token_ids) for prompts, params in calls for out in self.llm.generate(prompts, params, use_tqdm=False) for o in out.outputs)
 
     # -- internals --------------------------------------------------------------------
 
@@ -160,6 +169,8 @@ class Policy:
                     skip_special_tokens=False, detokenize=bool(stop_text),
                 )
             )
+        if self.recorded is not None and prompts:
+            self.recorded.append((prompts, params))
         with Timer() as timer:
             outputs = self.llm.generate(prompts, params, use_tqdm=False) if prompts else []
         self.generate_calls += 1

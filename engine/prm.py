@@ -28,28 +28,28 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Sequence
 
 from engine.encoding import StepEncoder
 from engine.format import ARITH_FORMAT, StepFormat
 from engine.models import ModelDirError, check_model_dir
 from engine.policy import EngineConfig, PromptTooLongError
-from engine.types import Cost, StepPath, Timer
-
+from engine.types import Cost, Scores, StepPath, Timer
 
 PRM_KINDS = ("token", "classifier")  # label tokens read at SEP by the LM head; a two-class head at SEP
 
 
-@dataclass
-class Scores:
-    scores: list[list[float]]  # P(correct) of every step of every path
-    cost: Cost
+class RecordingPRM:
+    """Any PRM, passed through, keeping the paths of every score call: the states a search asks
+    about (trainers.prm trains on them; the benchmarks replay them)."""
 
+    def __init__(self, prm):
+        self.prm, self.fmt = prm, prm.fmt
+        self.calls: list[list[StepPath]] = []
 
-class PRM(Protocol):
-    encoder: StepEncoder
-
-    def score(self, paths: Sequence[StepPath]) -> Scores: ...
+    def score(self, paths: Sequence[StepPath]) -> Scores:
+        self.calls.append(list(paths))
+        return self.prm.score(paths)
 
 
 class LRU(OrderedDict):
@@ -97,6 +97,7 @@ class PrefixCachedScorer:
 
     def __init__(self, encoder: StepEncoder, max_len: int, memo_size: int = 1_000_000):
         self.encoder = encoder
+        self.fmt = encoder.fmt  # the step format it reads paths in
         self.max_len = max_len
         self.memo: LRU = LRU(memo_size)  # ids through a SEP -> P(correct) of that step
 
@@ -119,6 +120,10 @@ class PrefixCachedScorer:
         cost.prm_seconds = timer.seconds
         return Scores(scores, cost)
 
+    def reset_caches(self) -> None:
+        """Forget every scored prefix (and the backend's KV), so the next call starts cold."""
+        self.memo.clear()
+
     def _compute(self, jobs: list[Job]) -> int:
         """Score every step of each job from `first` on, into self.memo; return tokens computed."""
         raise NotImplementedError
@@ -133,6 +138,10 @@ class VLLMPRM(PrefixCachedScorer):
         config = config or EngineConfig()
         self.llm = LLM(model=str(self.model_dir), logprobs_mode="processed_logprobs", **config.llm_kwargs())
         super().__init__(encoder, self.llm.llm_engine.model_config.max_model_len - 1)
+
+    def reset_caches(self) -> None:
+        super().reset_caches()
+        self.llm.reset_prefix_cache()
 
     def _compute(self, jobs: list[Job]) -> int:
         """One generate call per depth: round d scores the d-th unscored step of every job.
@@ -179,6 +188,10 @@ class VLLMClassifierPRM(PrefixCachedScorer):
         kwargs = {**(config or EngineConfig()).llm_kwargs(), "enable_prefix_caching": False}
         self.llm = LLM(model=str(self.model_dir), runner="pooling", pooler_config={"step_tag_id": encoder.sep_id}, **kwargs)
         super().__init__(encoder, self.llm.llm_engine.model_config.max_model_len)
+
+    def reset_caches(self) -> None:
+        super().reset_caches()
+        self.llm.reset_prefix_cache()  # off for this scorer; cleared all the same
 
     def _compute(self, jobs: list[Job]) -> int:
         from vllm import TokensPrompt
@@ -237,6 +250,10 @@ class HFPRM(PrefixCachedScorer):
         max_len = getattr(self.model.config, "max_position_embeddings", 1 << 30)
         super().__init__(encoder, max_len)
 
+    def reset_caches(self) -> None:
+        super().reset_caches()
+        self.kv.clear()
+
     def _boundary(self, job: Job) -> int:
         """Length of the longest prefix of the job whose KV we hold, ending before its first unscored SEP."""
         for b in [s + 1 for s in reversed(job.seps[: job.first])] + [job.prompt_len]:
@@ -294,15 +311,6 @@ class HFPRM(PrefixCachedScorer):
             for end in {len(job.ids), job.prompt_len}:
                 if end > b and tuple(job.ids[:end]) not in self.kv:
                     self.kv.put(tuple(job.ids[:end]), [
-                        (torch.cat([l.keys[i : i + 1, :, :b], l.keys[i : i + 1, :, B : B + end - b]], 2),
-                         torch.cat([l.values[i : i + 1, :, :b], l.values[i : i + 1, :, B : B + end - b]], 2)) for l in kv_layers])
+                        (torch.cat([layer.keys[i : i + 1, :, :b], layer.keys[i : i + 1, :, B : B + end - b]], 2),
+                         torch.cat([layer.values[i : i + 1, :, :b], layer.values[i : i + 1, :, B : B + end - b]], 2)) for layer in kv_layers])
         return sum(len(x) for x in suffixes)
-
-
-def check_compatible(policy, prm: PRM) -> None:
-    """The PRM reads the policy's steps as text and re-encodes them in its own format, so the
-    formats may differ (a "\\n\\n" policy and a "ки"-tagged PRM); but a step that contains the
-    PRM's separator cannot be scored. Checked here once for the policy's own separator."""
-    p, r = policy.encoder.fmt, prm.encoder.fmt
-    if r.sep != p.sep and r.sep in p.sep:
-        raise ValueError(f"the PRM's step separator {r.sep!r} is part of the policy's {p.sep!r}: the PRM cannot tell steps apart")

@@ -30,6 +30,30 @@ class Step:
 
 
 @dataclass
+class Proposals:
+    """What Policy.propose returns."""
+
+    steps: list[list[Step]]  # n candidates per path, in the order of the paths
+    cost: "Cost"
+
+
+@dataclass
+class Completions:
+    """What Policy.complete returns."""
+
+    paths: list[list[StepPath]]  # n rollouts per path
+    cost: "Cost"
+
+
+@dataclass
+class Scores:
+    """What a PRM's score returns."""
+
+    scores: list[list[float]]  # P(correct) of every step of every path
+    cost: "Cost"
+
+
+@dataclass
 class Cost:
     """What a call (or a whole search) spent. Adds up with `+=`."""
 

@@ -28,10 +28,11 @@ from pathlib import Path
 
 import torch
 
-from engine import HFPRM, VLLMPRM, EngineConfig, StepPath, Policy
+from engine import HFPRM, VLLMPRM, EngineConfig, Policy, StepPath
 from engine.models import DEFAULT_POLICY, DEFAULT_PRM
-from problems.datasets import load_problems
+from engine.prm import RecordingPRM
 from problems import arith
+from problems.datasets import load_problems
 from strategies import SearchConfig, get_strategy
 
 
@@ -41,27 +42,8 @@ def accuracy(problems, results) -> float:
 
 def fresh(policy: Policy, *scorers) -> None:
     """Forget every cache, so each side of a comparison starts cold."""
-    policy.llm.reset_prefix_cache()
-    for scorer in scorers:
-        fresh_scorer_state(scorer)
-
-
-class Recorder:
-    """Wraps an LLM's generate to record every call's inputs (for replay) and its time."""
-
-    def __init__(self, llm):
-        self.llm, self.calls, self._generate = llm, [], llm.generate
-
-    def __enter__(self):
-        def generate(prompts, params, **kw):
-            self.calls.append((prompts, params))
-            return self._generate(prompts, params, **kw)
-
-        self.llm.generate = generate
-        return self
-
-    def __exit__(self, *exc):
-        self.llm.generate = self._generate
+    for engine in (policy, *scorers):
+        engine.reset_caches()
 
 
 class FullRecompute:
@@ -72,24 +54,15 @@ class FullRecompute:
     the blocks of one call's shorter prefixes for its longer ones."""
 
     def __init__(self, scorer):
-        self.scorer, self.encoder = scorer, scorer.encoder
+        self.scorer, self.fmt = scorer, scorer.fmt
 
     def score(self, paths):
-        fresh_scorer_state(self.scorer)
+        self.scorer.reset_caches()
         return self.scorer.score(paths)
 
 
 def no_cache_vllm_prm(model_dir) -> VLLMPRM:
     return VLLMPRM(model_dir, config=EngineConfig(extra={"enable_prefix_caching": False}))
-
-
-def fresh_scorer_state(scorer) -> None:
-    """A scorer with nothing remembered: no scored prefixes, no KV."""
-    scorer.memo.clear()
-    if isinstance(scorer, HFPRM):
-        scorer.kv.clear()
-    if isinstance(scorer, VLLMPRM):
-        scorer.llm.reset_prefix_cache()
 
 
 # -- 1. search overhead -------------------------------------------------------------------
@@ -101,7 +74,7 @@ def bench_overhead(problems, policy, prm, cfg, repeats: int = 3) -> dict:
     trials = []
     for _ in range(repeats):
         fresh(policy, prm)
-        with Recorder(policy.llm) as rec:
+        with policy.recording() as calls:
             t0 = time.perf_counter()
             results = get_strategy("beam").search(problems, policy, prm, cfg)
             wall = time.perf_counter() - t0
@@ -109,10 +82,10 @@ def bench_overhead(problems, policy, prm, cfg, repeats: int = 3) -> dict:
         tokens = sum(r.cost.generated_tokens for r in results)
         fresh(policy, prm)
         t0 = time.perf_counter()
-        raw_tokens = sum(len(o.token_ids) for prompts, params in rec.calls for out in policy.llm.generate(prompts, params, use_tqdm=False) for o in out.outputs)
+        raw_tokens = policy.replay(calls)
         raw = time.perf_counter() - t0
         search_tps, raw_tps = tokens / (wall - prm_seconds), raw_tokens / raw
-        trials.append({"generate_calls": len(rec.calls), "search_tokens": round(tokens), "raw_tokens": raw_tokens, "search_seconds_without_prm": wall - prm_seconds,
+        trials.append({"generate_calls": len(calls), "search_tokens": round(tokens), "raw_tokens": raw_tokens, "search_seconds_without_prm": wall - prm_seconds,
                        "prm_seconds": prm_seconds, "raw_seconds": raw, "search_tokens_per_s": search_tps, "raw_tokens_per_s": raw_tps,
                        "ratio": search_tps / raw_tps, "target": ">= 0.9"})
     trials.sort(key=lambda t: t["ratio"])
@@ -123,19 +96,9 @@ def bench_overhead(problems, policy, prm, cfg, repeats: int = 3) -> dict:
 
 
 def recorded_score_calls(problems, policy, prm, cfg) -> list[list[StepPath]]:
-    calls = []
-    real = prm.score
-
-    def score(paths):
-        calls.append(list(paths))
-        return real(paths)
-
-    prm.score = score
-    try:
-        get_strategy("beam").search(problems, policy, prm, cfg)
-    finally:
-        prm.score = real
-    return calls
+    recorder = RecordingPRM(prm)
+    get_strategy("beam").search(problems, policy, recorder, cfg)
+    return recorder.calls
 
 
 def bench_prefix(problems, policy, scorers: dict, cfg) -> dict:
@@ -144,8 +107,8 @@ def bench_prefix(problems, policy, scorers: dict, cfg) -> dict:
     report = {"score_calls": len(calls), "max_depth": max(len(p.steps) for c in calls for p in c)}
     for name, (scorer, uncached) in scorers.items():
         for mode, prm in (("cached", scorer), ("full", FullRecompute(uncached))):
-            fresh_scorer_state(scorer)
-            fresh_scorer_state(uncached)
+            scorer.reset_caches()
+            uncached.reset_caches()
             computed = requested = 0
             t0 = time.perf_counter()
             for paths in calls:
@@ -166,7 +129,8 @@ def bench_prefix(problems, policy, scorers: dict, cfg) -> dict:
 
 
 @torch.no_grad()
-def notebook_search(problem, model, prm_model, encoder, prm_encoder, threshold=0.5, max_retries=4, max_steps=24, max_step_tokens=64, temperature=0.8) -> str | None:
+def notebook_search(problem, model, prm_model, encoder, prm_encoder, threshold: float, max_retries: int, max_steps: int, max_step_tokens: int,
+                    temperature: float) -> str | None:
     """The course notebook's loop, faithfully naive: one problem, one token per full forward pass,
     and after each step the PRM re-reads the whole sequence."""
     steps: list[str] = []
@@ -198,7 +162,8 @@ def bench_notebook(problems, policy, prm, hf_prm, cfg) -> dict:
     model = AutoModelForCausalLM.from_pretrained(str(policy.model_dir)).to(hf_prm.device).eval()
     torch.manual_seed(0)
     t0 = time.perf_counter()
-    answers = [notebook_search(p, model, hf_prm.model, policy.encoder, hf_prm.encoder, cfg.threshold, cfg.max_retries_per_step) for p in problems]
+    answers = [notebook_search(p, model, hf_prm.model, policy.encoder, hf_prm.encoder, cfg.threshold, cfg.max_retries_per_step, cfg.max_steps,
+                               cfg.max_step_tokens, cfg.temperature) for p in problems]
     notebook = time.perf_counter() - t0
     fresh(policy, prm)
     t0 = time.perf_counter()

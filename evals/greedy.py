@@ -19,6 +19,7 @@ from engine.models import DEFAULT_POLICY, ModelDirError
 from problems.metrics import accuracy_by_difficulty
 from problems.worlds import WORLDS, get_world
 
+
 def format_report(report: dict, unit: str = "operands") -> str:
     lines = [f"| {unit} | accuracy | 95% CI | correct/total |", "|---|---|---|---|"]
     for key, r in report.items():
@@ -44,9 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     fmt, world = StepFormat(), get_world(args.world)  # this project's step format: both worlds' shipped policies speak it
     try:
         encoder = StepEncoder.load(args.policy, fmt, "policy")
-    except ModelDirError as e:
-        hint = " (the shipped policy: python -m trainers.step_sft, README: Training the default policy)" if args.policy == str(DEFAULT_POLICY) else ""
-        sys.exit(f"error: {e}{hint}")
+    except ModelDirError as e:  # an eval command never trains: it says which command would
+        sys.exit(f"error: {e} (to train one: python -m trainers.step_sft --world {args.world} --output_dir {args.policy}; README: Training the default policy)")
     model = AutoModelForCausalLM.from_pretrained(args.policy, dtype=torch.float32).eval()
     problems = world.load_split(args.split)[: args.limit]
     steps = greedy_steps(model, encoder, [p.question for p in problems], args.max_new_tokens)

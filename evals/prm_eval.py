@@ -22,6 +22,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
 from problems.metrics import accuracy_by_left, prm_metrics, sibling_metrics, within_problem_auroc
 
 
@@ -32,8 +33,8 @@ def run_auroc(run_dir: str, dataset: str, aggregation: str = "last") -> dict:
     (held-out rollouts, labelled by the world's exact step labels) and their step accuracy by
     how much is left after each step (accuracy_by_left)."""
     from engine.types import StepPath
-    from problems.datasets import load_problems
     from evals.run import read_results
+    from problems.datasets import load_problems
     from problems.worlds import get_world
     from strategies import aggregate
 
@@ -56,12 +57,12 @@ def run_auroc(run_dir: str, dataset: str, aggregation: str = "last") -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from engine import HFPRM, StepPath, StepFormat
+    from engine import HFPRM, StepFormat, StepPath
     from engine.models import DEFAULT_PRM, ModelDirError
-    from problems.datasets import DatasetError
-    from recipes import RecipeError, load_recipe
-    from problems.step_data import load_step_labels, parse_row
     from problems import countdown
+    from problems.datasets import DatasetError
+    from problems.step_data import load_step_labels, parse_row
+    from recipes import RecipeError, load_recipe
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prm", default=None, help="PRM model directory (default: the recipe's, else models/prm)")

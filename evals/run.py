@@ -26,28 +26,29 @@ from pathlib import Path
 
 from engine.models import DEFAULT_POLICY, DEFAULT_PRM, REPO_ROOT, ModelDirError
 from problems.datasets import DatasetError, Problem, load_problems
-from recipes import RecipeError, load_recipe
-from problems.worlds import get_world
 from problems.metrics import wilson_interval
+from problems.worlds import get_world
+from recipes import RecipeError, load_recipe
 
-PRM_FREE = {"majority", "greedy"}
 DEFAULT_RECIPE = REPO_ROOT / "recipes" / "arith.yaml"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     import strategies
 
+    d = strategies.SearchConfig()  # the defaults of the search flags below
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--strategy", default="greedy_retry", help=f"one of: {', '.join(sorted(strategies.STRATEGIES))}")
     # search knobs: left off, each takes the recipe's search value, else strategies.SearchConfig's default (fill_search_flags)
-    parser.add_argument("--n", type=int, default=None, help="budget: candidates per step (beam, dvts) or rollouts (best_of_n, majority); default 8")
-    parser.add_argument("--beam-width", type=int, default=None, help="M: beam keeps n/M paths and expands each by M; dvts runs n/M subtrees; default 4")
-    parser.add_argument("--temperature", type=float, default=None, help="default 0.8")
-    parser.add_argument("--aggregation", default=None, choices=["last", "min", "prod", "mean"], help="PRM step-score aggregation; default last")
-    parser.add_argument("--selection", default=None, choices=["prm", "weighted", "majority"], help="best_of_n/dvts answer selection; default weighted")
-    parser.add_argument("--threshold", type=float, default=None, help="greedy_retry acceptance threshold; default 0.5")
-    parser.add_argument("--mcts-iterations", type=int, default=None, help="default 24")
-    parser.add_argument("--seed", type=int, default=None, help="seeds the search (each problem's requests, see strategies.base) and the vLLM engine; default 0")
+    parser.add_argument("--n", type=int, default=None, help=f"the budget: samples per problem at each sampling point, n whole paths "
+                        f"(best_of_n, majority) or n next steps a round (beam, dvts); mcts: 2n expansions (strategies.base); default {d.n}")
+    parser.add_argument("--beam-width", type=int, default=None, help=f"M (at most n): beam keeps n/M paths; dvts runs n/M subtrees; default {d.beam_width}")
+    parser.add_argument("--temperature", type=float, default=None, help=f"default {d.temperature}")
+    parser.add_argument("--aggregation", default=None, choices=sorted(strategies.AGGREGATIONS), help=f"PRM step-score aggregation; default {d.aggregation}")
+    parser.add_argument("--selection", default=None, choices=strategies.SELECTIONS, help=f"best_of_n/beam/dvts answer selection; default {d.selection}")
+    parser.add_argument("--threshold", type=float, default=None, help=f"greedy_retry acceptance threshold; default {d.threshold}")
+    parser.add_argument("--mcts-iterations", type=int, default=None, help="mcts expansions per problem; default 2n")
+    parser.add_argument("--seed", type=int, default=None, help=f"seeds the search (each problem's requests, see strategies.base) and the vLLM engine; default {d.seed}")
     parser.add_argument("--recipe", default=None, help="a recipes/*.yaml setup: models, step formats, engine and search settings (default: the embedded world)")
     parser.add_argument("--policy", default=None, help=f"policy model directory (default: the recipe's, else {DEFAULT_POLICY.relative_to(DEFAULT_POLICY.parents[1])})")
     parser.add_argument("--prm", default=None, help=f"PRM model directory (default: the recipe's, else {DEFAULT_PRM.relative_to(DEFAULT_PRM.parents[1])}), or 'oracle': an embedded world's exact process labels")
@@ -95,10 +96,6 @@ def shard(problems: list, spec: str | None) -> list:
     return problems[i::k]
 
 
-# Strategies whose cost does not scale with n: --compare runs them once.
-BUDGET_FREE = {"greedy", "greedy_retry"}
-
-
 SEARCH_FLAGS = ("n", "beam_width", "temperature", "aggregation", "selection", "threshold", "mcts_iterations", "seed")
 
 
@@ -113,18 +110,25 @@ def fill_search_flags(args: argparse.Namespace, recipe=None) -> None:
             setattr(args, name, search.get(name, getattr(defaults, name)))
 
 
-def search_config(args: argparse.Namespace, name: str, n: int, recipe=None):
-    """The SearchConfig for one run: the recipe's settings, then the command line's (after
-    fill_search_flags). Under --compare, mcts's budget follows n: 2n iterations of 4 children."""
+def search_config(args: argparse.Namespace, n: int, recipe=None):
+    """The SearchConfig of one run at budget n: SearchConfig's defaults, then the recipe's
+    search settings, then the flags the user passed (fill_search_flags)."""
     from strategies import SearchConfig
 
     fill_search_flags(args, recipe)
-    iterations = 2 * n if args.compare else args.mcts_iterations
-    return SearchConfig(**{
-        **(recipe.search if recipe else {}),
-        "n": n, "beam_width": min(args.beam_width, n), "temperature": args.temperature, "aggregation": args.aggregation,
-        "selection": args.selection, "threshold": args.threshold, "mcts_iterations": iterations, "seed": args.seed,
-    })
+    flags = {name: getattr(args, name) for name in SEARCH_FLAGS}
+    return SearchConfig(**{**(recipe.search if recipe else {}), **flags, "n": n})
+
+
+def get_strategy(name: str):
+    import strategies
+
+    return strategies.get_strategy(name)
+
+
+def budget_of(name: str, n: int) -> int:
+    """The n a run records: 1 for a strategy that does not use the budget (greedy, greedy_retry)."""
+    return n if get_strategy(name).uses_budget else 1
 
 
 def read_results(path: Path) -> list[dict]:
@@ -142,7 +146,6 @@ def read_results(path: Path) -> list[dict]:
 
 def run_one(problems: list[Problem], strategy_name: str, config, policy, prm, out_dir: Path, batch_size: int) -> list[dict]:
     """Search every problem not yet in out_dir/results.jsonl, appending as batches finish."""
-    import strategies
     from tqdm import tqdm
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -154,12 +157,12 @@ def run_one(problems: list[Problem], strategy_name: str, config, policy, prm, ou
         tmp.replace(results_path)
     done = {row["id"] for row in finished}
     todo = [p for p in problems if p.id not in done]
-    strategy = strategies.get_strategy(strategy_name)
+    strategy = get_strategy(strategy_name)
     with tqdm(total=len(problems), initial=len(problems) - len(todo), desc=f"{strategy_name} n={config.n}", unit="problem") as bar:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
             t0 = time.perf_counter()
-            results = strategy.search(batch, policy, None if strategy_name in PRM_FREE else prm, config)
+            results = strategy.search(batch, policy, prm if strategy.needs_prm else None, config)
             seconds = (time.perf_counter() - t0) / len(batch)
             with results_path.open("a") as f:
                 for problem, result in zip(batch, results):
@@ -304,18 +307,18 @@ def main(argv: list[str] | None = None) -> None:
         problems = shard(load_problems(args.dataset)[: args.limit], args.shard)
         names = args.strategies.split(",") if args.compare else [args.strategy]
         budgets = [int(b) for b in args.budgets.split(",")] if args.compare else [args.n]
-        policy, prm = load_models(args, recipe, need_prm=any(n not in PRM_FREE for n in names), problems=problems)
+        policy, prm = load_models(args, recipe, need_prm=any(get_strategy(name).needs_prm for name in names), problems=problems)
     except (DatasetError, ModelDirError, RecipeError) as e:
         sys.exit(f"error: {e}")
     dataset_tag = Path(args.dataset).stem if args.dataset.endswith(".jsonl") else args.dataset
     shard_tag = f"-shard{args.shard.replace('/', 'of')}" if args.shard else ""
-    out = Path(args.output or f"runs/{dataset_tag}-{'compare' if args.compare else f'{args.strategy}-n{1 if args.strategy in BUDGET_FREE else args.n}'}{shard_tag}")
+    out = Path(args.output or f"runs/{dataset_tag}-{'compare' if args.compare else f'{args.strategy}-n{budget_of(args.strategy, args.n)}'}{shard_tag}")
 
     summaries = []
     for name in names:
-        for n in [1] if name in BUDGET_FREE else budgets:  # greedy and greedy_retry have no budget n
+        for n in dict.fromkeys(budget_of(name, b) for b in budgets):  # once for a strategy that does not use n
             run_dir = out / f"{name}-n{n}" if args.compare else out
-            rows = run_one(problems, name, search_config(args, name, n, recipe), policy, prm, run_dir, args.batch_size)
+            rows = run_one(problems, name, search_config(args, n, recipe), policy, prm, run_dir, args.batch_size)
             summary = summarize(rows)
             (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
             (run_dir / "summary.md").write_text(markdown_table([summary]) + "\n")

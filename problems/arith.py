@@ -43,6 +43,8 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
+from problems.metrics import correct_so_far, first_error
+
 NAME = "arith"
 DIFFICULTY = "operands"  # what a problem's difficulty counts
 ARITH_VERSION = "v1"
@@ -165,8 +167,7 @@ def solved(question: str, steps: Sequence[str], finished: bool = True) -> bool:
 
 def step_labels(question: str, steps: Sequence[str]) -> list[bool]:
     """Process labels: True up to the first wrong step, False from it on."""
-    first = verify_steps(question, steps).first_error
-    return [first is None or k < first for k in range(len(steps))]
+    return correct_so_far(verify_steps(question, steps).step_correct)
 
 # -----------------------------------------------------------------------------
 # step verification
@@ -197,14 +198,13 @@ def verify_steps(question: str, steps: Sequence[str]) -> StepVerdict:
         step_correct.append(ok)
         broken = broken or cur is None
         prev = cur
-    first_error = step_correct.index(False) if False in step_correct else None
     last = steps[-1] if len(steps) > 0 else None
     answer = parse_answer(last)
     question_tokens = _tokenize(question)
     truth = _value(question_tokens) if question_tokens is not None else None
     return StepVerdict(
         step_correct=tuple(step_correct),
-        first_error=first_error,
+        first_error=first_error(step_correct),
         answer=answer,
         answer_correct=answer is not None and answer == truth,
         complete=answer is not None,  # a bare number is exactly what parses as an answer

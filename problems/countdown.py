@@ -35,6 +35,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
+from problems.metrics import first_error
+
 NAME = "countdown"
 DIFFICULTY = "numbers"  # what a problem's difficulty counts
 COUNTDOWN_VERSION = "v1"
@@ -217,7 +219,7 @@ def verify_steps(question: str, steps: Sequence[str]) -> StepVerdict:
             state = after
         legal.append(not broken)
         labels.append(not broken and reachable(state, target))
-    first = legal.index(False) if False in legal else None
+    first = first_error(legal)
     solved = bool(steps) and first is None and state == (target,)
     return StepVerdict(tuple(legal), first, tuple(labels), solved)
 
@@ -263,10 +265,11 @@ def _draw_solution(rng: random.Random, count, numbers: tuple[int, ...]) -> tuple
     while len(state) > 1:
         options = [(step, after, count(after)) for step, after in moves(state)]
         pick = rng.randrange(sum(weight for _, _, weight in options))
-        for step, after, weight in options:
-            pick -= weight
+        for option in options:
+            pick -= option[2]
             if pick < 0:
                 break
+        step, after, _ = option
         steps.append(step)
         state = after
     return tuple(steps)

@@ -11,10 +11,12 @@ A problem has `id`, `question`, `answer` and `grade(answer_text) -> bool`.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
-from engine.answers import answers_match
+from engine.answers import answers_match, normalize, to_number
 from problems import arith
 from problems.worlds import WORLDS, get_world
 
@@ -91,8 +93,6 @@ def read_rows(path: Path) -> list[tuple[int, dict]]:
 
 def load_problems(spec: str) -> list[Problem]:
     if spec in ("champ", "champ-numeric"):  # CHAMP's competition problems (PyPI champ-dataset)
-        from problems.step_data import champ_problems
-
         return champ_problems(numeric_only=spec == "champ-numeric")
     if spec in WORLD_DATASETS:
         name, split = WORLD_DATASETS[spec]
@@ -116,3 +116,35 @@ def load_problems(spec: str) -> list[Problem]:
         seen.add(pid)
         problems.append(Problem(pid, question, answer))
     return problems
+
+
+def champ_problems(numeric_only: bool = False) -> list[Problem]:
+    """CHAMP's 270 problems, for evals.run --dataset champ (or champ-numeric).
+
+    Its answers are free-form ("C(10, 5), or equivalently 252", "2^(n-1)", "No"); where one
+    gives an equivalent or approximate form, the graded answer is the form that is a number
+    (the exact one if both are: "5/14, or approximately 35.7%" grades as 5/14).
+    numeric_only: only the problems whose answer is then a number (the reliably graded ones).
+    """
+    problems = []
+    for pid, p in champ().problems.items():
+        answer = p.answer
+        alternative = re.search(r",\s*or (?:equivalently|approximately)\s+(.+)$", answer)
+        if alternative:  # keep the exact form if it is a number, else take the stated number
+            head = answer[: alternative.start()]
+            if to_number(normalize(head)) is not None:
+                answer = head
+            elif to_number(normalize(alternative.group(1))) is not None:
+                answer = alternative.group(1)
+        if not numeric_only or to_number(normalize(answer)) is not None:
+            problems.append(Problem(pid, p.text, answer))
+    return problems
+
+
+@lru_cache(maxsize=1)
+def champ():  # the 72 MB JSON, read once
+    try:
+        import champ_dataset
+    except ImportError:
+        raise DatasetError("CHAMP needs the PyPI package champ-dataset (pip install champ-dataset)") from None
+    return champ_dataset.load("v0")

@@ -1,7 +1,8 @@
 """Numbers about results and about a PRM's step judgements: pure functions, no models.
 
 - `wilson_interval`, `accuracy_by_difficulty`: an accuracy with its 95% interval, per difficulty.
-- `first_error`: the first wrong step of a path's labels (the one place that finds it).
+- `first_error`, `correct_so_far`: the first wrong step of a path, and the process labels it
+  implies (the one place that finds it).
 - `prm_metrics`: step accuracy, F1 on Negative steps and ProcessBench's first-error numbers.
 - `accuracy_by_left`, `within_problem_auroc`, `sibling_metrics`: how a PRM judges partial
   paths, ranks a problem's solved and unsolved candidates, and ranks the moves from one state.
@@ -39,7 +40,15 @@ def accuracy_by_difficulty(problems: Sequence, correct: Sequence[bool]) -> dict:
 
 
 def first_error(correct: Sequence[bool]) -> int | None:
+    """The index of the first wrong step, None if every step is right."""
     return next((k for k, ok in enumerate(correct) if not ok), None)
+
+
+def correct_so_far(correct: Sequence[bool]) -> list[bool]:
+    """Process labels from per-step verdicts: True up to the first wrong step, False from it on
+    (a step after a wrong one builds on a wrong state)."""
+    first = first_error(correct)
+    return [first is None or k < first for k in range(len(correct))]
 
 
 def prm_metrics(scores: Sequence[Sequence[float]], labels: Sequence[Sequence[bool]], threshold: float = 0.5) -> dict:

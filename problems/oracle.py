@@ -14,22 +14,14 @@ from __future__ import annotations
 from typing import Sequence
 
 from engine.format import StepFormat
-from engine.prm import Scores
-from engine.types import Cost, StepPath
+from engine.types import Cost, Scores, StepPath
 from problems.worlds import get_world
-
-
-class OracleEncoder:
-    """What the strategies read of a PRM's encoder: its step format."""
-
-    def __init__(self, fmt: StepFormat):
-        self.fmt = fmt
 
 
 class OraclePRM:
     def __init__(self, world: str, fmt: StepFormat):
         self.world = get_world(world)
-        self.encoder = OracleEncoder(fmt)
+        self.fmt = fmt
 
     def score(self, paths: Sequence[StepPath]) -> Scores:
         scores = [[1.0 if ok else 0.0 for ok in self.world.step_labels(p.question, p.steps)] for p in paths]

@@ -21,13 +21,11 @@ blank-line paragraphs; the wrong step is the paragraph where the span starts.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
-from problems.datasets import DatasetError, Problem, read_rows
-from engine.answers import normalize, to_number
+from problems.datasets import DatasetError, champ, read_rows
+from problems.metrics import correct_so_far
 
 SHEPHERD_TAG = "ки"
 
@@ -37,11 +35,6 @@ class StepLabels:
     question: str
     steps: list[str]
     labels: list[bool]  # True: the step is correct
-
-
-def _after_first_wrong(labels: list[bool]) -> list[bool]:
-    first = labels.index(False) if False in labels else len(labels)
-    return [k < first for k in range(len(labels))]
 
 
 def from_stepwise(row: dict, where: str) -> StepLabels:
@@ -78,7 +71,7 @@ def from_math_shepherd(row: dict, where: str) -> StepLabels:
     if split <= 0:
         raise DatasetError(f"{where}: cannot tell the question from the first step (no 'Step 1:' or newline)")
     steps = [first[split:]] + pieces[1:-1]
-    return StepLabels(first[:split].strip(), [s.strip() for s in steps], _after_first_wrong(labels))
+    return StepLabels(first[:split].strip(), [s.strip() for s in steps], correct_so_far(labels))
 
 
 def from_prm800k(row: dict, where: str) -> StepLabels:
@@ -98,7 +91,7 @@ def from_prm800k(row: dict, where: str) -> StepLabels:
         labels.append(pick.get("rating") != -1)
     if not steps:
         raise DatasetError(f"{where}: PRM800K row without steps")
-    return StepLabels(question, steps, _after_first_wrong(labels))
+    return StepLabels(question, steps, correct_so_far(labels))
 
 
 def parse_row(row: dict, where: str) -> StepLabels:
@@ -127,7 +120,7 @@ def parse_row(row: dict, where: str) -> StepLabels:
 def champ_step_labels() -> list[StepLabels]:
     """CHAMP's annotated model solutions, blank-line steps, the human's first wrong step."""
     rows = []
-    for problem in _champ().problems.values():
+    for problem in champ().problems.values():
         for annotation in problem.fws_annotations.values():
             text = annotation.text
             bounds, start = [], 0
@@ -141,38 +134,6 @@ def champ_step_labels() -> list[StepLabels]:
                 labels = [k < wrong for k in range(len(steps))]
             rows.append(StepLabels(problem.text, [p for _, p in steps], labels))
     return rows
-
-
-def champ_problems(numeric_only: bool = False) -> list[Problem]:
-    """CHAMP's 270 problems, for evals.run --dataset champ (or champ-numeric).
-
-    Its answers are free-form ("C(10, 5), or equivalently 252", "2^(n-1)", "No"); where one
-    gives an equivalent or approximate form, the graded answer is the form that is a number
-    (the exact one if both are: "5/14, or approximately 35.7%" grades as 5/14).
-    numeric_only: only the problems whose answer is then a number (the reliably graded ones).
-    """
-    problems = []
-    for pid, p in _champ().problems.items():
-        answer = p.answer
-        alternative = re.search(r",\s*or (?:equivalently|approximately)\s+(.+)$", answer)
-        if alternative:  # keep the exact form if it is a number, else take the stated number
-            head = answer[: alternative.start()]
-            if to_number(normalize(head)) is not None:
-                answer = head
-            elif to_number(normalize(alternative.group(1))) is not None:
-                answer = alternative.group(1)
-        if not numeric_only or to_number(normalize(answer)) is not None:
-            problems.append(Problem(pid, p.text, answer))
-    return problems
-
-
-@lru_cache(maxsize=1)
-def _champ():  # the 72 MB JSON, read once
-    try:
-        import champ_dataset
-    except ImportError:
-        raise DatasetError("CHAMP needs the PyPI package champ-dataset (pip install champ-dataset)") from None
-    return champ_dataset.load("v0")
 
 
 def load_step_labels(spec: str | Path) -> list[StepLabels]:

@@ -1,10 +1,18 @@
-"""What every strategy shares: the config, the result, the registry, the two services, and
-how an answer is chosen among candidates.
+"""What every strategy shares: the config, the two services it searches with (the `Policy`
+and `PRM` protocols), the result, the registry, and how an answer is chosen among candidates.
 
-A strategy is written against a Policy and a PRM only (never vLLM or torch). It searches
-a batch of problems together: each search step is ONE `propose` (or `complete`) call and
-ONE `score` call over the open paths of all problems, made through `Services`, which also
-books each call's cost to the problems that took part in it.
+A strategy is written against the two protocols below only (never vLLM or torch):
+`engine.policy.Policy` and `engine.prm`'s scorers implement them with real models,
+`problems.oracle.OraclePRM` with a world's exact labels, tests/fakes.py from a script. It
+searches a batch of problems together: each search step is ONE `propose` (or `complete`)
+call and ONE `score` call over the open paths of all problems, made through `Services`, which
+also books each call's cost to the problems that took part in it.
+
+The budget `n` means one thing everywhere: how many samples of the policy a problem's search
+draws at each point it samples, n whole paths (best_of_n, majority) or n next steps per round
+(beam, dvts: about the tokens of n whole paths). mcts expands 2n times (unless
+`mcts_iterations` says otherwise), `mcts_expand` children each; greedy and greedy_retry do not
+use it (their `uses_budget` is False). Each strategy's docstring says how it spends it.
 
 Batch invariance: a problem's result depends on the problem, the models, the config and
 `config.seed`, never on the other problems in its batch. Each strategy runs every problem's
@@ -20,17 +28,52 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
-from engine.answers import answer_key
-from engine.prm import PRM, check_compatible
-from engine.types import Cost, StepPath
+from engine.answers import answer_key, final_answer
+from engine.format import StepFormat
+from engine.types import Completions, Cost, Proposals, Scores, StepPath
+
+
+class Policy(Protocol):
+    """What a strategy asks of the policy (engine.policy.Policy serves it with vLLM)."""
+
+    fmt: StepFormat  # its step format: SEP, EOS, and how a path's final answer is read
+
+    def propose(self, paths: Sequence[StepPath], n: int | Sequence[int], *, temperature: float | Sequence[float], top_p: float,
+                max_step_tokens: int, seeds: Sequence[int] | None) -> Proposals:
+        """n candidate next steps for every path (n: one count, or one per path), in one batched call."""
+        ...
+
+    def complete(self, paths: Sequence[StepPath], n: int | Sequence[int], *, temperature: float | Sequence[float], top_p: float,
+                 max_tokens: int, seeds: Sequence[int] | None) -> Completions:
+        """n rollouts of every path to EOS (or max_tokens), in one batched call."""
+        ...
+
+
+class PRM(Protocol):
+    """What a strategy asks of the PRM (engine.prm's scorers, problems.oracle.OraclePRM)."""
+
+    fmt: StepFormat  # the format it reads steps in; it re-encodes the policy's step texts
+
+    def score(self, paths: Sequence[StepPath]) -> Scores:
+        """P(correct) of every step of every path, in one call."""
+        ...
+
+
+def check_compatible(policy: Policy, prm: PRM) -> None:
+    """The PRM reads the policy's steps as text and re-encodes them in its own format, so the
+    formats may differ (a "\\n\\n" policy and a "ки"-tagged PRM); but a step that contains the
+    PRM's separator cannot be scored. Checked here once for the policy's own separator."""
+    p, r = policy.fmt, prm.fmt
+    if r.sep != p.sep and r.sep in p.sep:
+        raise ValueError(f"the PRM's step separator {r.sep!r} is part of the policy's {p.sep!r}: the PRM cannot tell steps apart")
 
 
 @dataclass
 class SearchConfig:
     """Knobs of all strategies; each reads the ones it needs."""
 
-    n: int = 8  # budget: candidates per search step (beam, dvts) or rollouts (best_of_n)
-    beam_width: int = 4  # M: beam keeps n/M paths and expands each by M; dvts runs n/M subtrees
+    n: int = 8  # the budget: samples per problem at each sampling point (module docstring)
+    beam_width: int = 4  # M (at most n): beam keeps n/M paths; dvts runs n/M subtrees of M proposals a round
     seed: int = 0  # with the question, seeds every policy request of a problem
     temperature: float = 0.8
     top_p: float = 1.0
@@ -43,7 +86,7 @@ class SearchConfig:
     max_retries_per_step: int = 4  # greedy_retry
     max_retries_per_problem: int = 16  # greedy_retry
     greedy_first: bool = True  # greedy_retry: the first try at each position is greedy, retries are sampled
-    mcts_iterations: int = 24  # mcts: expansions (policy calls) per problem
+    mcts_iterations: int | None = None  # mcts: expansions (policy calls) per problem; None: 2n
     mcts_expand: int = 4  # mcts: children per expansion
     c_puct: float = 1.0  # mcts exploration constant
     mcts_rollout: bool = False  # mcts: value = PRM on a rollout to EOS instead of the new step's score
@@ -103,8 +146,10 @@ def aggregate(scores: Sequence[float], how: str) -> float:
 
 class Strategy(Protocol):
     name: str
+    needs_prm: bool  # False: searches without a PRM (greedy, majority)
+    uses_budget: bool  # False: config.n does not change what it does (greedy, greedy_retry)
 
-    def search(self, problems: Sequence[Any], policy, prm: PRM | None, config: SearchConfig) -> list[SearchResult]: ...
+    def search(self, problems: Sequence[Any], policy: Policy, prm: PRM | None, config: SearchConfig) -> list[SearchResult]: ...
 
 
 def request_seed(seed: int, question: str, k: int) -> int:
@@ -116,7 +161,7 @@ def request_seed(seed: int, question: str, k: int) -> int:
 class Services:
     """The policy and the PRM, called once per search step for all problems, with cost books."""
 
-    def __init__(self, problems: Sequence[Any], policy, prm: PRM | None, config: SearchConfig):
+    def __init__(self, problems: Sequence[Any], policy: Policy, prm: PRM | None, config: SearchConfig):
         if prm is not None:
             check_compatible(policy, prm)
         self.problems = list(problems)
@@ -127,35 +172,39 @@ class Services:
     def root(self, i: int) -> StepPath:
         return StepPath(self.problems[i].question)
 
-    def expand(self, items: Sequence[tuple[int, StepPath]], n: int | Sequence[int], temperatures: Sequence[float] | None = None) -> list[list[Candidate]]:
-        """n scored children of each (problem index, path): one propose call, one score call.
+    def expand(self, items: Sequence[tuple[int, StepPath]], children: int | Sequence[int], temperatures: Sequence[float] | None = None) -> list[list[Candidate]]:
+        """Scored children of each (problem index, path): one propose call, one score call.
 
-        n: one count for all items or one per item; temperatures: one per item (default: the config's)."""
+        children: one count for all items or one per item; temperatures: one per item (default: the config's)."""
         if not items:
             return []
         cfg = self.config
         temperature = cfg.temperature if temperatures is None else list(temperatures)
-        out = self.policy.propose([p for _, p in items], n, temperature=temperature, top_p=cfg.top_p, max_step_tokens=cfg.max_step_tokens,
+        out = self.policy.propose([p for _, p in items], children, temperature=temperature, top_p=cfg.top_p, max_step_tokens=cfg.max_step_tokens,
                                   seeds=self._seeds(items))
         self._book(out.cost, [i for i, _ in items])
         children = [[path.extend(step) for step in steps] for (_, path), steps in zip(items, out.steps)]
         return self._scored(items, children)
 
-    def rollout(self, items: Sequence[tuple[int, StepPath]], n: int, score: bool = True) -> list[list[Candidate]]:
-        """n scored rollouts to EOS of each (problem index, path): one complete call, one score call."""
+    def rollout(self, items: Sequence[tuple[int, StepPath]], samples: int, score: bool = True) -> list[list[Candidate]]:
+        """Scored rollouts to EOS of each (problem index, path), `samples` each: one complete call, one score call."""
         if not items:
             return []
         cfg = self.config
-        out = self.policy.complete([p for _, p in items], n, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens,
+        out = self.policy.complete([p for _, p in items], samples, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens,
                                    seeds=self._seeds(items))
         self._book(out.cost, [i for i, _ in items])
         if not score:
             return [[Candidate(p, []) for p in paths] for paths in out.paths]
         return self._scored(items, out.paths)
 
+    def answer(self, path: StepPath) -> str | None:
+        """The path's final answer text, read as the policy's step format says (engine.answers)."""
+        return final_answer(path.steps, self.policy.fmt.answer_format)
+
     def answer_key(self, path: StepPath) -> str | None:
         """What votes compare: the path's final answer up to equivalence (engine.answers.answer_key)."""
-        return answer_key(self.policy.fmt.extract_answer(path.steps))
+        return answer_key(self.answer(path))
 
     def _seeds(self, items: Sequence[tuple[int, StepPath]]) -> list[int]:
         seeds = []
@@ -182,7 +231,7 @@ class Services:
 
     def result(self, i: int, chosen: Candidate | None, candidates: list[Candidate]) -> SearchResult:
         problem = self.problems[i]
-        answer = self.policy.fmt.extract_answer(chosen.path.steps) if chosen else None
+        answer = self.answer(chosen.path) if chosen else None
         return SearchResult(
             problem_id=str(getattr(problem, "id", i)),
             question=problem.question,
@@ -227,6 +276,13 @@ def select(candidates: Sequence[Candidate], selection: str, aggregation: str, ke
     winner = max(votes, key=votes.get)
     with_winner = [c for c, k in zip(pool, keys) if k == winner]
     return max(with_winner, key=value) if selection == "weighted" else with_winner[0]
+
+
+def beam_size(config: SearchConfig) -> int:
+    """n/M: the paths a beam keeps (beam) or the subtrees searched side by side (dvts), M = min(beam_width, n)."""
+    if config.beam_width < 1 or config.n < 1:
+        raise ValueError(f"need n >= 1 and beam_width >= 1, got n={config.n}, beam_width={config.beam_width}")
+    return config.n // min(config.beam_width, config.n)
 
 
 def spread(total: int, parts: int) -> list[int]:

@@ -1,7 +1,7 @@
 """Beam search with a PRM (search-and-learn's algorithm): n proposals per round, keep the n/M best.
 
 Each problem spends n step proposals per round. The first round proposes n next steps of
-the question; every round after, the live beam (at most n/M paths, M = beam_width) is
+the question; every round after, the live beam (at most n/M paths, M = min(beam_width, n)) is
 topped back up to n proposals: each of its k paths proposes n/k next steps (the first n % k
 one more), so merged duplicates and paths that finished do not shrink the budget. New
 candidates are scored by the PRM; finished ones (EOS) leave the beam and are kept; identical
@@ -16,17 +16,11 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from strategies.base import Candidate, SearchConfig, SearchResult, Services, is_open, ranked, register, select, spread, unique
-
-
-def beam_size(config: SearchConfig) -> int:
-    if config.beam_width < 1 or config.n < config.beam_width:
-        raise ValueError(f"need 1 <= beam_width <= n, got beam_width={config.beam_width}, n={config.n}")
-    return config.n // config.beam_width
+from strategies.base import Candidate, SearchConfig, SearchResult, Services, beam_size, is_open, ranked, register, select, spread, unique
 
 
 class BeamSearch:
-    name = "beam"
+    name, needs_prm, uses_budget = "beam", True, True
 
     def search(self, problems: Sequence[Any], policy, prm, config: SearchConfig) -> list[SearchResult]:
         services = Services(problems, policy, prm, config)

@@ -18,7 +18,7 @@ from strategies.base import SearchConfig, SearchResult, Services, register, sele
 
 
 class BestOfN:
-    name = "best_of_n"
+    name, needs_prm, uses_budget = "best_of_n", True, True
 
     def search(self, problems: Sequence[Any], policy, prm, config: SearchConfig) -> list[SearchResult]:
         return self._search(problems, policy, prm, config, config.selection)
@@ -33,7 +33,7 @@ class BestOfN:
 class Majority(BestOfN):
     """Plain majority vote over n rollouts: the no-PRM baseline."""
 
-    name = "majority"
+    name, needs_prm = "majority", False
 
     def search(self, problems: Sequence[Any], policy, prm, config: SearchConfig) -> list[SearchResult]:
         return self._search(problems, policy, None, config, "majority")
@@ -42,7 +42,7 @@ class Majority(BestOfN):
 class Greedy(BestOfN):
     """One greedy rollout (temperature 0), no PRM: the plain-decoding baseline."""
 
-    name = "greedy"
+    name, needs_prm, uses_budget = "greedy", False, False
 
     def search(self, problems: Sequence[Any], policy, prm, config: SearchConfig) -> list[SearchResult]:
         return self._search(problems, policy, None, replace(config, n=1, temperature=0.0), "majority")

@@ -16,8 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from strategies.base import Candidate, SearchConfig, SearchResult, Services, best, is_open, register, select, spread
-from strategies.beam import beam_size
+from strategies.base import Candidate, SearchConfig, SearchResult, Services, beam_size, best, is_open, register, select, spread
 
 
 @dataclass
@@ -29,7 +28,7 @@ class Subtree:
 
 
 class DVTS:
-    name = "dvts"
+    name, needs_prm, uses_budget = "dvts", True, True
 
     def search(self, problems: Sequence[Any], policy, prm, config: SearchConfig) -> list[SearchResult]:
         services = Services(problems, policy, prm, config)

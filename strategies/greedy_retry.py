@@ -20,7 +20,7 @@ from strategies.base import Candidate, SearchConfig, SearchResult, Services, is_
 
 
 class GreedyRetry:
-    name = "greedy_retry"
+    name, needs_prm, uses_budget = "greedy_retry", True, False  # its budget is the retry limits, not n
 
     def search(self, problems: Sequence[Any], policy, prm, config: SearchConfig) -> list[SearchResult]:
         services = Services(problems, policy, prm, config)
@@ -32,7 +32,7 @@ class GreedyRetry:
 
         while open_ := [i for i, c in enumerate(current) if is_open(c.path, config)]:
             temperatures = [0.0 if config.greedy_first and retries_here[i] == 0 else config.temperature for i in open_]
-            children = services.expand([(i, current[i].path) for i in open_], n=1, temperatures=temperatures)
+            children = services.expand([(i, current[i].path) for i in open_], children=1, temperatures=temperatures)
             for i, (child,) in zip(open_, children):
                 tried[i].append(child)
                 stops_only = child.path.steps == current[i].path.steps  # EOS with no new step

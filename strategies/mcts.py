@@ -13,9 +13,10 @@ Per problem, a tree of paths; a node's value estimate v is its path's aggregated
              rollout to EOS from that child (the rollout is kept: a finished rollout can be
              the answer);
   backup     from that child to the root: N += 1, value sum += the value.
-The budget is `mcts_iterations` expansions (policy calls) per problem. A problem stops
-earlier only when `mcts_iterations` selections in a row end at finished leaves (the search has
-settled on finished paths). The answer is the finished path (tree node or rollout) with the
+The budget is `mcts_iterations` expansions (policy calls) per problem, 2n when it is None
+(2n expansions of `mcts_expand` = 4 children: 8n proposed steps, about the steps of n whole
+paths of 8 steps). A problem stops earlier only when that many selections in a row end at
+finished leaves (the search has settled on finished paths). The answer is the finished path (tree node or rollout) with the
 best v; if none finished, the most visited path is finished by one rollout. The result's
 candidates are every scored node and rollout, best v first.
 """
@@ -60,10 +61,15 @@ def select_leaf(root: Node, config: SearchConfig) -> Node:
     return node
 
 
+def iterations(config: SearchConfig) -> int:
+    """Expansions per problem: mcts_iterations, else 2n."""
+    return config.mcts_iterations if config.mcts_iterations is not None else 2 * config.n
+
+
 def select_open_leaf(root: Node, config: SearchConfig) -> Node | None:
     """An open leaf to expand; finished leaves selected on the way back their value up again.
-    None when `mcts_iterations` selections in a row ended at finished leaves."""
-    for _ in range(config.mcts_iterations):
+    None when `iterations(config)` selections in a row ended at finished leaves."""
+    for _ in range(iterations(config)):
         leaf = select_leaf(root, config)
         if not leaf.terminal(config):
             return leaf
@@ -94,7 +100,7 @@ def most_visited_path(root: Node) -> Node:
 
 
 class MCTS:
-    name = "mcts"
+    name, needs_prm, uses_budget = "mcts", True, True
 
     def search(self, problems: Sequence[Any], policy, prm, config: SearchConfig) -> list[SearchResult]:
         services = Services(problems, policy, prm, config)
@@ -104,7 +110,7 @@ class MCTS:
         settled = [False] * len(problems)
         rollouts: list[list[Candidate]] = [[] for _ in problems]
 
-        while active := [i for i in range(len(problems)) if not settled[i] and expansions[i] < config.mcts_iterations]:
+        while active := [i for i in range(len(problems)) if not settled[i] and expansions[i] < iterations(config)]:
             leaves = {}
             for i in active:
                 leaf = select_open_leaf(roots[i], config)
@@ -113,7 +119,7 @@ class MCTS:
                 else:
                     leaves[i] = leaf
             todo = list(leaves)
-            children = services.expand([(i, leaves[i].candidate.path) for i in todo], n=config.mcts_expand)
+            children = services.expand([(i, leaves[i].candidate.path) for i in todo], children=config.mcts_expand)
             chosen = []
             for i, kids in zip(todo, children):
                 expansions[i] += 1
@@ -123,7 +129,7 @@ class MCTS:
             values = [node.value for node in chosen]
             if config.mcts_rollout:
                 items = [(i, node.candidate.path) for i, node in zip(todo, chosen) if not node.terminal(config)]
-                done = iter(services.rollout(items, n=1))
+                done = iter(services.rollout(items, samples=1))
                 for k, (i, node) in enumerate(zip(todo, chosen)):
                     if not node.terminal(config):
                         (rollout,) = next(done)
@@ -137,7 +143,7 @@ class MCTS:
         # No path finished within the budget: commit to the most visited path and finish it
         # with one rollout (one complete + score call for all such problems).
         unfinished = [(i, most_visited_path(roots[i]).candidate.path) for i, c in enumerate(answers) if c is None]
-        for (i, _), (rollout,) in zip(unfinished, services.rollout(unfinished, n=1)):
+        for (i, _), (rollout,) in zip(unfinished, services.rollout(unfinished, samples=1)):
             answers[i] = rollout
             scored[i].insert(0, rollout)
         return [services.result(i, answers[i], scored[i]) for i in range(len(problems))]

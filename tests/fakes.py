@@ -16,13 +16,11 @@ from __future__ import annotations
 import hashlib
 import random as _random
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Callable, Sequence
 
 from engine.format import StepFormat
-from engine.policy import Completions, Proposals, per_path
-from engine.prm import Scores
-from engine.types import Cost, StepPath, Step
+from engine.policy import per_path
+from engine.types import Completions, Cost, Proposals, Scores, Step, StepPath
 
 Option = tuple[str, bool]
 Options = Callable[[str, tuple[str, ...]], list[Option]]
@@ -47,9 +45,6 @@ class FakePolicy:
     requests: list[Request] = field(default_factory=list)
     calls: int = 0
     _cursor: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        self.encoder = SimpleNamespace(fmt=self.fmt)
 
     def _next(self, path: StepPath, temperature: float, rng: _random.Random | None) -> Option:
         opts = self.options(path.question, path.steps)
@@ -102,9 +97,6 @@ class FakePRM:
     fmt: StepFormat = field(default_factory=StepFormat)
     scored: list[StepPath] = field(default_factory=list)
     calls: int = 0
-
-    def __post_init__(self):
-        self.encoder = SimpleNamespace(fmt=self.fmt)
 
     def score(self, paths: Sequence[StepPath]) -> Scores:
         self.calls += 1

@@ -8,8 +8,14 @@ import pytest
 
 from problems import arith
 from problems.arith import (
-    ArithProblem, evaluate, generate_problems, grade, load_split,
-    parse_answer, reference_steps, verify_steps,
+    ArithProblem,
+    evaluate,
+    generate_problems,
+    grade,
+    load_split,
+    parse_answer,
+    reference_steps,
+    verify_steps,
 )
 
 # Pinned fingerprints of the held-out questions. If these fail, the splits
@@ -172,7 +178,10 @@ def test_verify_edge_cases_never_raise():
 def test_verify_and_parse_never_raise_on_random_text():
     rng = random.Random(0)
     alphabet = "0123456789+-* \n٣x"
-    text = lambda: "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+
+    def text():
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+
     for _ in range(3000):
         v = verify_steps(text(), [text() for _ in range(rng.randint(0, 4))])
         assert len(v.step_correct) <= 4 and (v.first_error is None) == all(v.step_correct)

@@ -4,8 +4,8 @@ import subprocess
 import sys
 
 from evals import bench
-from problems.datasets import load_problems
 from problems import arith
+from problems.datasets import load_problems
 from strategies import SearchConfig
 
 CFG = SearchConfig(n=4, beam_width=2, max_steps=10)

@@ -324,8 +324,8 @@ def test_prm_eval_of_a_run_grades_whole_paths_and_labels_every_distinct_candidat
     metrics over each problem's distinct candidates against the exact labels."""
     import json
 
-    from problems.datasets import load_problems
     from evals.prm_eval import run_auroc
+    from problems.datasets import load_problems
 
     problem = load_problems("countdown-test")[0]
     good = list(cd.load_split("test")[0].steps)

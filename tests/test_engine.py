@@ -7,10 +7,11 @@ import sys
 import pytest
 import torch
 
-from engine import HFPRM, VLLMPRM, StepPath, Policy, PromptTooLongError, StepFormat, check_compatible
+from engine import HFPRM, VLLMPRM, Policy, PromptTooLongError, StepFormat, StepPath
 from engine.models import DEFAULT_POLICY, ModelDirError
 from engine.prm import p_correct
 from problems import arith
+from strategies.base import check_compatible
 from trainers.common import fresh_llama
 from trainers.step_sft import StepSFTConfig
 
@@ -127,7 +128,7 @@ def test_request_seeds_fix_a_paths_samples_in_any_batch(policy):
 
 def test_prompt_longer_than_the_context_is_a_clear_error(policy):
     with pytest.raises(PromptTooLongError, match="does not fit max_model_len"):
-        policy.propose([StepPath("1+" * 600 + "1")], n=1)
+        policy.propose([StepPath("1+" * 600 + "1")], n=1, temperature=0.8)
 
 
 def test_nan_scores_are_refused():
@@ -160,7 +161,7 @@ def test_a_prm_with_its_own_step_format_rescores_the_policys_steps(tmp_path, pol
     ids, seps = prm.encoder.path_ids("3+4", ["7"])
     assert prm.encoder.decode(ids).endswith("7<step>") and ids[seps[0]] == prm.encoder.sep_id
     assert len(prm.score([StepPath("3+4", ("7",))]).scores[0]) == 1
-    clash = SimpleNamespace(encoder=SimpleNamespace(fmt=StepFormat(sep="<")))  # "<" is inside the policy's "<sep>"
+    clash = SimpleNamespace(fmt=StepFormat(sep="<"))  # "<" is inside the policy's "<sep>"
     with pytest.raises(ValueError, match="PRM's step separator '<' is part of the policy's '<sep>'"):
         check_compatible(policy, clash)
     with pytest.raises(ModelDirError, match="step separator '<step>'"):

@@ -1,5 +1,6 @@
 import pytest
 
+from engine.answers import final_answer
 from engine.format import ARITH_FORMAT, StepFormat
 
 
@@ -10,15 +11,15 @@ def test_join_and_split_round_trip():
     assert ARITH_FORMAT.split_steps(text) == steps
     assert ARITH_FORMAT.is_finished(text)
     assert not ARITH_FORMAT.is_finished(ARITH_FORMAT.join_steps(steps))
-    assert ARITH_FORMAT.extract_answer(steps) == "21"
+    assert final_answer(steps, ARITH_FORMAT.answer_format) == "21"
 
 
 def test_split_tolerates_unfinished_and_trailing_text():
     assert ARITH_FORMAT.split_steps("1+2<sep>3") == ["1+2", "3"]  # last step without SEP
     assert ARITH_FORMAT.split_steps("3<sep></s>garbage<sep>") == ["3"]
     assert ARITH_FORMAT.split_steps("") == []
-    assert ARITH_FORMAT.extract_answer([]) is None
-    assert ARITH_FORMAT.extract_answer(["5", "  "]) == "5"
+    assert final_answer([], ARITH_FORMAT.answer_format) is None
+    assert final_answer(["5", "  "], ARITH_FORMAT.answer_format) == "5"
 
 
 def test_prompt_template():

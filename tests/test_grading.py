@@ -1,7 +1,7 @@
 import pytest
 
-from problems.datasets import DatasetError, load_problems
 from engine.answers import answers_match, extract_answer, last_boxed
+from problems.datasets import DatasetError, load_problems
 
 
 @pytest.mark.parametrize(

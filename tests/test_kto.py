@@ -10,10 +10,19 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from engine import ARITH_FORMAT
 from engine.encoding import StepEncoder
 from engine.models import DEFAULT_POLICY
-from problems.datasets import DatasetError
 from problems import arith
-from trainers.kto import (KTOCollator, KTOConfig, balanced_desirable_weight, completion_rows, load_unpaired_jsonl, mismatched_prompts, step_rows,
-                         tokenize_unpaired, train)
+from problems.datasets import DatasetError
+from trainers.kto import (
+    KTOCollator,
+    KTOConfig,
+    balanced_desirable_weight,
+    completion_rows,
+    load_unpaired_jsonl,
+    mismatched_prompts,
+    step_rows,
+    tokenize_unpaired,
+    train,
+)
 from trainers.losses import sequence_logps
 
 
@@ -107,8 +116,8 @@ def test_countdown_step_rows_push_down_the_move_that_loses_the_target():
     """On countdown a step is desirable iff it is legal and the target stays reachable (10 from 2 3 5:
     3+2=5 then 5+5=10; 5*3=15 leaves 2 15, from which 10 cannot be made), and a finishing step
     only if the path is solved."""
-    from recipes import load_recipe
     from problems import countdown
+    from recipes import load_recipe
 
     fmt = load_recipe("recipes/countdown.yaml").policy_spec.format
     rows = step_rows("10:2 3 5", ("3+2=5|5 5", "5+5=10|10"), True, fmt, countdown)

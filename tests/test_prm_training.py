@@ -3,11 +3,11 @@ import torch
 
 from engine import ARITH_FORMAT
 from engine.encoding import StepEncoder
+from problems import arith
+from problems.arith import step_labels
 from problems.metrics import prm_metrics
 from trainers.data import DataError, load_prm_jsonl, tokenize_prm
 from trainers.losses import IGNORE_INDEX, prm_loss
-from problems import arith
-from problems.arith import step_labels
 from trainers.tokenizer import build_char_tokenizer
 
 
@@ -223,7 +223,9 @@ def test_deepen_keeps_the_function_and_doubles_the_layers(tmp_path):
     from engine.models import MODELS_DIR
     from trainers.common import deepen
 
-    load = lambda: AutoModelForCausalLM.from_pretrained(str(MODELS_DIR / "countdown-prm"), dtype=torch.float32).eval()
+    def load():
+        return AutoModelForCausalLM.from_pretrained(str(MODELS_DIR / "countdown-prm"), dtype=torch.float32).eval()
+
     base, deep = load(), deepen(load(), 2)
     x = torch.randint(5, 30, (2, 24))
     with torch.no_grad():

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 import strategies
-from engine import HFPRM, StepPath, StepFormat
+from engine import HFPRM, StepFormat, StepPath
+from engine.answers import final_answer
 from engine.encoding import StepEncoder
-from engine.prm import classifier_head
 from engine.models import REPO_ROOT, ModelDirError
+from engine.prm import classifier_head
 from problems.datasets import Problem
 from recipes import RecipeError, load_recipe
 
@@ -98,12 +99,12 @@ def test_chat_template_is_applied_when_the_tokenizer_has_one(smol_policy):
 
 def test_answer_formats():
     steps = ["48/2 = 24", "48 + 24 = 72 clips, so \\boxed{72}."]
-    assert StepFormat(answer_format="boxed").extract_answer(steps) == "72"
-    assert StepFormat(answer_format="boxed").extract_answer(["72"]) is None
-    assert StepFormat(answer_format="last_number").extract_answer(["so 1,234 clips."]) == "1234"
-    assert StepFormat(answer_format="auto").extract_answer(["#### 72\nThe answer is: 72"]) == "72"
-    assert StepFormat(answer_format="auto").extract_answer(["The answer is: 72."]) == "72"
-    assert StepFormat().extract_answer(["6+1", " 7 "]) == "7"
+    assert final_answer(steps, "boxed") == "72"
+    assert final_answer(["72"], "boxed") is None
+    assert final_answer(["so 1,234 clips."], "last_number") == "1234"
+    assert final_answer(["#### 72\nThe answer is: 72"], "auto") == "72"
+    assert final_answer(["The answer is: 72."], "auto") == "72"
+    assert final_answer(["6+1", " 7 "]) == "7"
 
 
 def test_text_separator_policy_stops_at_blank_lines(smol_policy):

@@ -8,10 +8,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from engine.encoding import StepEncoder
 from engine.format import ARITH_FORMAT
-from trainers.greedy import greedy_steps
 from problems import arith
-from trainers.data import IGNORE_INDEX, DataError, load_sft_jsonl, tokenize_sft
 from trainers.common import fresh_llama
+from trainers.data import IGNORE_INDEX, DataError, load_sft_jsonl, tokenize_sft
+from trainers.greedy import greedy_steps
 from trainers.step_sft import StepSFTConfig, train, train_problems
 from trainers.tokenizer import build_char_tokenizer
 
@@ -42,7 +42,7 @@ def test_model_loss_is_the_response_nll_shifted_once():
     logp = torch.log_softmax(out.logits[0].float(), -1)
     # token t is predicted from the logits at t - 1; only response tokens count
     terms = [-logp[t - 1, ids[0, t]] for t in range(1, ids.shape[1]) if labels[0, t] != IGNORE_INDEX]
-    assert len(terms) == sum(l != IGNORE_INDEX for l in ex["labels"])
+    assert len(terms) == sum(label != IGNORE_INDEX for label in ex["labels"])
     assert torch.allclose(out.loss, torch.stack(terms).mean(), atol=1e-5)
 
 

@@ -7,8 +7,8 @@ import sys
 import pytest
 
 import strategies
-from problems.datasets import load_problems
 from evals.run import run_one
+from problems.datasets import load_problems
 from strategies import SearchConfig, aggregate, get_strategy
 
 SMALL = SearchConfig(n=4, beam_width=2, mcts_iterations=6, mcts_expand=2, max_steps=12)
@@ -144,8 +144,8 @@ def test_shards_split_the_dataset_and_merge_back(tmp_path, policy, vllm_prm):
 
 
 def test_cli_passes_vllm_parallelism_through():
-    from recipes import load_recipe
     from evals.run import DEFAULT_RECIPE, engine_config, parse_args
+    from recipes import load_recipe
 
     recipe = load_recipe(DEFAULT_RECIPE)
 
@@ -158,18 +158,18 @@ def test_cli_passes_vllm_parallelism_through():
 def test_cli_search_flags_override_the_recipe_which_overrides_the_defaults(tmp_path):
     """A recipe's search block sets the search; a flag given on the command line overrides it (no
     'multiple values' crash), and a flag left off never does."""
-    from recipes import load_recipe
     from evals.run import DEFAULT_RECIPE, parse_args, search_config
+    from recipes import load_recipe
 
     text = DEFAULT_RECIPE.read_text()
     assert "\nsearch:" not in text  # the default recipe leaves the search to SearchConfig
     recipe_file = tmp_path / "r.yaml"
     recipe_file.write_text(text + "\nsearch: {aggregation: prod, temperature: 0.5, n: 16, beam_width: 2, max_steps: 7, seed: 5}\n")
     recipe = load_recipe(recipe_file)
-    cfg = search_config(parse_args([]), "beam", 16, recipe)
+    cfg = search_config(parse_args([]), 16, recipe)
     assert (cfg.aggregation, cfg.temperature, cfg.n, cfg.beam_width, cfg.max_steps, cfg.seed, cfg.selection) == ("prod", 0.5, 16, 2, 7, 5, "weighted")
     args = parse_args(["--aggregation", "min", "--temperature", "1.0", "--beam-width", "4", "--seed", "0"])
-    cfg = search_config(args, "beam", 16, recipe)
+    cfg = search_config(args, 16, recipe)
     assert (cfg.aggregation, cfg.temperature, cfg.beam_width, cfg.max_steps, cfg.seed) == ("min", 1.0, 4, 7, 0)
-    plain = search_config(parse_args([]), "beam", 8, load_recipe(DEFAULT_RECIPE))  # no search block: SearchConfig's defaults
+    plain = search_config(parse_args([]), 8, load_recipe(DEFAULT_RECIPE))  # no search block: SearchConfig's defaults
     assert (plain.aggregation, plain.temperature, plain.beam_width, plain.seed) == ("last", 0.8, 4, 0)

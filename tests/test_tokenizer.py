@@ -1,8 +1,8 @@
 import pytest
 from transformers import AutoTokenizer
 
-from engine.format import ARITH_FORMAT, StepFormat
 from engine.encoding import StepEncoder
+from engine.format import ARITH_FORMAT, StepFormat
 from engine.models import ModelDirError, check_model_dir, token_id
 from trainers.tokenizer import build_char_tokenizer
 

@@ -42,8 +42,8 @@ from transformers import AutoModelForCausalLM, Trainer
 from engine.encoding import StepEncoder
 from engine.models import DEFAULT_POLICY, check_model_dir
 from engine.types import StepPath
-from problems.datasets import DatasetError, read_jsonl
 from problems import arith
+from problems.datasets import DatasetError, read_jsonl
 from trainers.common import StepTrainingArguments, cli, fit
 from trainers.data import row_prompt_ids, write_jsonl
 from trainers.losses import IGNORE_INDEX, kto_loss, kto_reference_point, sequence_logps
@@ -357,7 +357,7 @@ def train(cfg: KTOConfig) -> Trainer | None:
     if desirable_weight is None:
         desirable_weight = balanced_desirable_weight(n_d, n_u, cfg.undesirable_weight)
         if desirable_weight != 1.0:
-            warnings.warn(f"imbalanced data ({n_d} desirable, {n_u} undesirable): desirable_weight set to {desirable_weight:.3f}")
+            warnings.warn(f"imbalanced data ({n_d} desirable, {n_u} undesirable): desirable_weight set to {desirable_weight:.3f}", stacklevel=2)
     print(f"KTO data: {n_d} desirable, {n_u} undesirable rows; lambda_D={desirable_weight:.3f}, lambda_U={cfg.undesirable_weight}")
 
     dataset = Dataset.from_list([tokenize_unpaired(r, encoder) for r in rows])

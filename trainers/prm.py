@@ -31,11 +31,12 @@ from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer
 from engine.encoding import StepEncoder
 from engine.format import StepFormat
 from engine.models import DEFAULT_POLICY, ModelDirError, check_model_dir
+from engine.prm import RecordingPRM
 from engine.types import StepPath
-from problems.metrics import prm_metrics
-from recipes import load_recipe
 from problems import arith
+from problems.metrics import prm_metrics
 from problems.worlds import get_world
+from recipes import load_recipe
 from trainers.common import FreshModelArguments, StepTrainingArguments, cli, deepen, fit, fresh_llama
 from trainers.data import load_prm_jsonl, prm_dataset, write_jsonl
 from trainers.losses import IGNORE_INDEX, prm_loss
@@ -179,30 +180,20 @@ def oracle_file(cfg: PRMConfig, kind: str) -> Path:
     return path
 
 
-class RecordingPRM:
-    """A PRM that remembers every path it is asked to score: a search's own states."""
-
-    def __init__(self, prm):
-        self.prm, self.encoder = prm, prm.encoder
-        self.paths: dict[tuple[str, tuple[str, ...]], None] = {}  # ordered set
-
-    def score(self, paths):
-        self.paths.update(dict.fromkeys((p.question, p.steps) for p in paths))
-        return self.prm.score(paths)
-
-
 def search_rows(policy, prm, problems: list, config, world, batch_size: int = 64) -> list[dict]:
     """Every path a beam search (guided by prm) scores on the problems, labelled by the world's
     exact labels; a path that is a prefix of another recorded path adds nothing and is dropped."""
-    import strategies
     from tqdm import tqdm
+
+    import strategies
 
     beam, recorder = strategies.get_strategy("beam"), RecordingPRM(prm)
     for start in tqdm(range(0, len(problems), batch_size), desc=f"beam n={config.n} states", unit="batch"):
         beam.search(problems[start : start + batch_size], policy, recorder, config)
-    prefixes = {(q, steps[:k]) for q, steps in recorder.paths for k in range(len(steps))}
+    scored = dict.fromkeys((p.question, p.steps) for call in recorder.calls for p in call)  # an ordered set
+    prefixes = {(q, steps[:k]) for q, steps in scored for k in range(len(steps))}
     return [{"question": q, "completions": list(steps), "labels": world.step_labels(q, list(steps))}
-            for q, steps in recorder.paths if steps and (q, steps) not in prefixes]
+            for q, steps in scored if steps and (q, steps) not in prefixes]
 
 
 def search_states(cfg: PRMConfig, policy, prm, world) -> list[dict]:

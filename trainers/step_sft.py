@@ -25,8 +25,8 @@ from engine.models import check_model_dir
 from problems import arith
 from problems.worlds import get_world
 from trainers.common import FreshModelArguments, StepTrainingArguments, cli, deepen, fit, fresh_llama
-from trainers.greedy import greedy_report
 from trainers.data import load_sft_jsonl, sft_dataset, world_sft_rows, write_jsonl
+from trainers.greedy import greedy_report
 
 
 @dataclass
