@@ -12,13 +12,18 @@ from functools import lru_cache
 from typing import Sequence
 
 from engine.format import StepFormat
-from engine.models import ModelDirError, check_model_dir, separator_ids, token_id
+from engine.models import ModelDirError, resolve_model, separator_ids, token_id
+
+
+class UnknownCharactersError(ValueError):
+    """A question with characters the tokenizer cannot write (it would map them to its unknown token)."""
 
 
 class StepEncoder:
     def __init__(self, tokenizer, fmt: StepFormat, where: str = "model", labels: bool = False):
         self.tokenizer = tokenizer
         self.fmt = fmt
+        self.where = where
         has_template = bool(getattr(tokenizer, "chat_template", None))
         if fmt.chat_template and not has_template:
             raise ModelDirError(f"the step format asks for a chat template, but the tokenizer of {where} has none")
@@ -37,7 +42,7 @@ class StepEncoder:
         EOS, the label tokens with labels=True), with errors that name the directory and role."""
         from transformers import AutoTokenizer
 
-        path = check_model_dir(path, role)
+        path = resolve_model(path, role)
         return cls(AutoTokenizer.from_pretrained(str(path)), fmt, f"{role} {path}", labels=labels)
 
     def prompt_text(self, question: str) -> str:
@@ -51,7 +56,13 @@ class StepEncoder:
 
     def _encode_prompt(self, question: str) -> tuple[int, ...]:
         # a chat template writes its own special tokens (BOS and the turn markers)
-        return tuple(self.tokenizer(self.prompt_text(question), add_special_tokens=not self.chat)["input_ids"])
+        ids = tuple(self.tokenizer(self.prompt_text(question), add_special_tokens=not self.chat)["input_ids"])
+        unk = self.tokenizer.unk_token_id
+        if unk is not None and unk in ids:
+            odd = sorted({ch for ch in question if unk in self.tokenizer(ch, add_special_tokens=False)["input_ids"]})
+            raise UnknownCharactersError(f"the tokenizer of {self.where} has no token for the characters {''.join(odd)!r} "
+                                         f"of the question {question[:60]!r}: the model would read them as {self.tokenizer.unk_token!r}")
+        return ids
 
     def _encode_step(self, step: str) -> tuple[int, ...]:
         if self.fmt.sep in step:

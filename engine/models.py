@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +27,32 @@ def check_model_dir(path: str | Path, role: str = "model") -> Path:
     if not (path / "tokenizer.json").is_file() and not (path / "tokenizer_config.json").is_file():
         raise ModelDirError(f"{role} directory {path} has no tokenizer files")
     return path
+
+
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+(@[\w./-]+)?")  # org/name, optionally @revision (a branch, tag or commit)
+
+
+def resolve_model(spec: str | Path, role: str = "model") -> Path:
+    """A model argument as a checked local directory: a directory as it is, or a hub id
+    (`org/name[@revision]`) resolved through huggingface_hub and its cache, as transformers and
+    vLLM resolve it: from the cache when it is there (always when HF_HUB_OFFLINE=1 or there is no
+    network), else downloaded into it. A missing one is a clear error naming the id."""
+    path = Path(spec).expanduser()
+    if path.exists() or not HUB_ID.fullmatch(str(spec)):
+        return check_model_dir(path, role)
+    from huggingface_hub import constants, snapshot_download
+
+    repo_id, _, revision = str(spec).partition("@")
+    try:
+        local = snapshot_download(repo_id, revision=revision or None)  # falls back to the cache offline
+    except Exception as e:  # huggingface_hub raises many kinds (not cached, not on the hub, gated, bad revision)
+        raise ModelDirError(
+            f"{role} {str(spec)!r} is not a local directory, and the Hugging Face hub id is not available"
+            f" ({type(e).__name__}: {str(e).splitlines()[0][:160]}); the cache is {constants.HF_HUB_CACHE}"
+            f"{' and HF_HUB_OFFLINE is set' if constants.HF_HUB_OFFLINE else ''}: fetch it where there is network"
+            f" (`hf download {repo_id}{f' --revision {revision}' if revision else ''}`) and copy the cache here"
+        ) from None
+    return check_model_dir(local, role)
 
 
 def token_id(tokenizer, text: str, role: str, where: str) -> int:

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from engine.encoding import StepEncoder
 from engine.format import ARITH_FORMAT, StepFormat
-from engine.models import check_model_dir
+from engine.models import resolve_model
 from engine.types import Completions, Cost, Proposals, Step, StepPath, Timer
 
 
@@ -84,7 +84,7 @@ class Policy:
     def __init__(self, model_dir: str | Path, fmt: StepFormat = ARITH_FORMAT, config: EngineConfig | None = None):
         from vllm import LLM
 
-        self.model_dir = check_model_dir(model_dir, "policy")
+        self.model_dir = resolve_model(model_dir, "policy")
         self.fmt = fmt
         self.config = config or EngineConfig()
         self.encoder = StepEncoder.load(self.model_dir, fmt, "policy")

@@ -32,7 +32,7 @@ from typing import Sequence
 
 from engine.encoding import StepEncoder
 from engine.format import ARITH_FORMAT, StepFormat
-from engine.models import ModelDirError, check_model_dir
+from engine.models import ModelDirError, resolve_model
 from engine.policy import EngineConfig, PromptTooLongError
 from engine.types import Cost, Scores, StepPath, Timer
 
@@ -133,7 +133,7 @@ class VLLMPRM(PrefixCachedScorer):
     def __init__(self, model_dir: str | Path, fmt: StepFormat = ARITH_FORMAT, config: EngineConfig | None = None):
         from vllm import LLM
 
-        self.model_dir = check_model_dir(model_dir, "PRM")
+        self.model_dir = resolve_model(model_dir, "PRM")
         encoder = StepEncoder.load(self.model_dir, fmt, "PRM", labels=True)  # checked before vLLM starts
         config = config or EngineConfig()
         self.llm = LLM(model=str(self.model_dir), logprobs_mode="processed_logprobs", **config.llm_kwargs())
@@ -181,7 +181,7 @@ class VLLMClassifierPRM(PrefixCachedScorer):
     def __init__(self, model_dir: str | Path, fmt: StepFormat, config: EngineConfig | None = None):
         from vllm import LLM
 
-        self.model_dir = check_model_dir(model_dir, "PRM")
+        self.model_dir = resolve_model(model_dir, "PRM")
         encoder = StepEncoder.load(self.model_dir, fmt, "PRM")
         if len(encoder.sep_ids) != 1:
             raise ModelDirError(f"a classifier PRM's step tag must be one token; {fmt.sep!r} is {len(encoder.sep_ids)} in PRM {self.model_dir}")
@@ -238,7 +238,7 @@ class HFPRM(PrefixCachedScorer):
 
         if kind not in PRM_KINDS:
             raise ValueError(f"kind must be one of {PRM_KINDS}, got {kind!r}")
-        self.model_dir = check_model_dir(model_dir, "PRM")
+        self.model_dir = resolve_model(model_dir, "PRM")
         labels = kind == "token"
         encoder = StepEncoder.load(self.model_dir, fmt, "PRM", labels=labels)
         self.head = classifier_head(self.model_dir).to(device) if kind == "classifier" else None

@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from engine.encoding import UnknownCharactersError
 from engine.models import DEFAULT_POLICY, DEFAULT_PRM, REPO_ROOT, ModelDirError
 from problems.datasets import DatasetError, Problem, load_problems
 from problems.metrics import wilson_interval
@@ -305,9 +306,16 @@ def main(argv: list[str] | None = None) -> None:
         fill_search_flags(args, recipe)
         args.dataset = args.dataset or recipe.dataset or "arith-test"
         problems = shard(load_problems(args.dataset)[: args.limit], args.shard)
+        if args.policy is None:  # the recipe's own models: a question they cannot take is an error before any work
+            recipe.check_questions(problems)
         names = args.strategies.split(",") if args.compare else [args.strategy]
         budgets = [int(b) for b in args.budgets.split(",")] if args.compare else [args.n]
         policy, prm = load_models(args, recipe, need_prm=any(get_strategy(name).needs_prm for name in names), problems=problems)
+        for problem in problems:  # characters the policy's tokenizer cannot write: an error before any search
+            try:
+                policy.encoder.prompt_ids(problem.question)
+            except UnknownCharactersError as e:
+                raise DatasetError(f"{args.dataset} row {problem.id!r}: {e}") from None
     except (DatasetError, ModelDirError, RecipeError) as e:
         sys.exit(f"error: {e}")
     dataset_tag = Path(args.dataset).stem if args.dataset.endswith(".jsonl") else args.dataset

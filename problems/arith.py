@@ -80,6 +80,22 @@ class StepVerdict:
 # parsing and evaluation. A state is a token list [n0, op, n1, op, n2, ...]
 # with ints at even positions and operator strings at odd positions.
 
+QUESTION_CHARS = "0123456789+-*"
+
+
+def question_error(question) -> str | None:
+    """Why a question is not one this world (and the models trained on it) can take, naming
+    the characters that do not belong; None if it can."""
+    if not isinstance(question, str):
+        return f"not a string: {question!r}"
+    odd = sorted(set(question) - set(QUESTION_CHARS))
+    if odd:
+        return f"characters {''.join(odd)!r} are not in the arith world (digits and + - *, no spaces)"
+    if _tokenize(question) is None:
+        return "not an arith expression (numbers joined by + - *, e.g. 3+4*5-2)"
+    return None
+
+
 def _tokenize(text) -> list | None:
     """Parse a state into tokens, or return None if it is malformed."""
     if not isinstance(text, str):

@@ -100,6 +100,22 @@ def parse_question(question: str) -> tuple[int, tuple[int, ...]] | None:
     return int(m.group(1)), tuple(sorted(int(x) for x in m.group(2).split()))
 
 
+QUESTION_CHARS = "0123456789: "
+
+
+def question_error(question) -> str | None:
+    """Why a question is not one this world (and the models trained on it) can take, naming
+    the characters that do not belong; None if it can."""
+    if not isinstance(question, str):
+        return f"not a string: {question!r}"
+    odd = sorted(set(question) - set(QUESTION_CHARS))
+    if odd:
+        return f"characters {''.join(odd)!r} are not in the countdown world (digits, ':' and spaces)"
+    if parse_question(question) is None:
+        return "not a countdown question (TARGET:NUMBERS, e.g. 24:3 7 8 12)"
+    return None
+
+
 def step_text(a: int, op: str, b: int, c: int, rest: Sequence[int]) -> str:
     return f"{a}{op}{b}={c}|" + " ".join(map(str, sorted(rest)))
 

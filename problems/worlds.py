@@ -10,6 +10,9 @@ A world is a module with:
                                          still reachable)
     solved(question, steps, finished) -> bool
                                          the grader of a whole path
+    question_error(question) -> str | None
+                                         why a question is not one the world's models can take
+                                         (naming the characters that do not belong), or None
 A problem has `id`, `question`, `answer`, `difficulty` and `steps` (a reference solution).
 `arith` and `countdown` are the two worlds.
 """

@@ -10,7 +10,7 @@ A recipe file:
 
     name: smollm2-shepherd
     policy:
-      model: local:smollm2-135m-instruct   # a directory, or local:NAME (recipes.local_models builds it)
+      model: local:smollm2-135m-instruct   # a directory, a hub id (org/name[@revision]), or local:NAME (recipes.local_models builds it)
       format: {sep: "\\n\\n", eos: "<|im_end|>", chat_template: true, answer_format: boxed}
     prm:
       kind: token                          # token: label tokens read at SEP; classifier: a 2-class head at SEP
@@ -19,6 +19,7 @@ A recipe file:
     engine: {max_model_len: 2048}          # any EngineConfig field (vLLM knobs)
     search: {max_step_tokens: 128}         # any strategies.SearchConfig field
     dataset: arith-test                    # default --dataset
+    world: arith                           # models trained on an embedded world: other questions are an error
 
 Relative model paths are relative to the repository root. Every key is checked: a typo is
 an error naming the key, not a silently ignored setting.
@@ -31,9 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from engine.format import StepFormat
-from engine.models import REPO_ROOT
+from engine.models import HUB_ID, REPO_ROOT
 from engine.policy import EngineConfig
 from engine.prm import PRM_KINDS
+from problems.worlds import WORLDS, get_world
 
 
 class RecipeError(ValueError):
@@ -46,13 +48,19 @@ class ModelSpec:
     format: StepFormat
     kind: str = "token"  # PRM only
 
-    def path(self) -> Path:
+    def path(self) -> Path | str:
+        """The model to load: a local:NAME built on this machine, a directory (relative to the
+        repository root), or a hub id as it is (engine.models.resolve_model resolves it)."""
         if self.model.startswith("local:"):
             from recipes.local_models import local_model
 
             return local_model(self.model.removeprefix("local:"))
         path = Path(self.model).expanduser()
-        return path if path.is_absolute() else REPO_ROOT / path
+        if path.is_absolute():
+            return path
+        if not (REPO_ROOT / path).exists() and HUB_ID.fullmatch(self.model):
+            return self.model
+        return REPO_ROOT / path
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,19 @@ class Recipe:
     engine: dict[str, Any] = field(default_factory=dict)
     search: dict[str, Any] = field(default_factory=dict)
     dataset: str | None = None
+    world: str | None = None  # the embedded world whose questions alone the models take
+
+    def check_questions(self, problems) -> None:
+        """With a world: every question is one its models can take, or a RecipeError naming
+        the rows and their characters (before any work is done)."""
+        if self.world is None:
+            return
+        world = get_world(self.world)
+        bad = [(p, error) for p in problems if (error := world.question_error(p.question))]
+        if bad:
+            rows = "; ".join(f"row {p.id!r} {p.question[:40]!r}: {error}" for p, error in bad[:5])
+            raise RecipeError(f"{len(bad)} of {len(problems)} questions are not {self.world} questions, which recipe {self.name!r}'s models "
+                              f"take: {rows}{' ...' if len(bad) > 5 else ''}")
 
     def engine_config(self, **overrides) -> EngineConfig:
         return EngineConfig(**{**self.engine, **overrides})
@@ -93,7 +114,7 @@ def _check_keys(where: str, given: dict, allowed) -> None:
 
 def _model_spec(where: str, raw: Any, prm: bool) -> ModelSpec:
     if not isinstance(raw, dict) or not isinstance(raw.get("model"), str):
-        raise RecipeError(f"{where}: needs a mapping with a 'model' (a directory or local:NAME)")
+        raise RecipeError(f"{where}: needs a mapping with a 'model' (a directory, a hub id or local:NAME)")
     _check_keys(where, raw, {"model", "format", "kind"} if prm else {"model", "format"})
     fmt_raw = raw.get("format", {})
     if not isinstance(fmt_raw, dict):
@@ -123,8 +144,10 @@ def load_recipe(path: str | Path) -> Recipe:
         raise RecipeError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(raw, dict):
         raise RecipeError(f"{path}: expected a mapping at the top level")
-    _check_keys(str(path), raw, {"name", "description", "policy", "prm", "engine", "search", "dataset"})
+    _check_keys(str(path), raw, {"name", "description", "policy", "prm", "engine", "search", "dataset", "world"})
     engine, search = raw.get("engine") or {}, raw.get("search") or {}
+    if raw.get("world") is not None and raw["world"] not in WORLDS:
+        raise RecipeError(f"{path}: world must be one of {', '.join(sorted(WORLDS))}, got {raw['world']!r}")
     _check_keys(f"{path}: engine", engine, {f.name for f in fields(EngineConfig)})
     _check_keys(f"{path}: search", search, {f.name for f in fields(SearchConfig)})
     return Recipe(
@@ -134,4 +157,5 @@ def load_recipe(path: str | Path) -> Recipe:
         engine=engine,
         search=search,
         dataset=raw.get("dataset"),
+        world=raw.get("world"),
     )

@@ -16,7 +16,7 @@ ALLOWED = {
     "engine": set(),
     "problems": {"engine"},
     "strategies": {"engine"},
-    "recipes": {"engine", "strategies"},
+    "recipes": {"engine", "problems", "strategies"},
     "trainers": {"engine", "problems", "strategies", "recipes"},
     "evals": {"engine", "problems", "strategies", "recipes", "trainers"},
 }

@@ -253,3 +253,28 @@ def test_step_sft_fine_tunes_the_chat_policy_in_the_recipes_format(tmp_path, she
     cfg.train_file = str(data)
     trainer = train(cfg)
     assert trainer.state.global_step == 1 and (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_questions_the_embedded_models_cannot_take_are_errors_before_any_work(tmp_path):
+    """A user dataset run with an embedded world's recipe: every row is checked against the
+    world before a model loads; a character the tokenizer cannot write is an error too."""
+    from engine.encoding import UnknownCharactersError
+    from evals.run import main
+    from problems import arith, countdown
+
+    assert "' '" in arith.question_error("3 + 4*2") and "'/'" in arith.question_error("12/4+1")
+    assert "'abc'" in arith.question_error("abc") and arith.question_error("3+4*5-2") is None
+    assert arith.question_error("3+*4") is not None and arith.question_error(None) is not None
+    assert countdown.question_error("24:3 7 8 12") is None and "','" in countdown.question_error("24:3,7")
+    data = tmp_path / "mixed.jsonl"
+    data.write_text('{"question": "3+4", "answer": "7"}\n{"question": "3 + 4*2", "answer": "11"}\n{"question": "12/4+1", "answer": "4"}\n')
+    with pytest.raises(SystemExit, match=r"2 of 3 questions are not arith questions.*row 'mixed-2' '3 \+ 4\*2': characters ' '.*row 'mixed-3'"):
+        main(["--dataset", str(data), "--strategy", "greedy", "--output", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()  # nothing ran
+    enc = StepEncoder.load(REPO_ROOT / "models/policy", StepFormat())
+    with pytest.raises(UnknownCharactersError, match="no token for the characters '×٣'"):
+        enc.prompt_ids("3×٣")
+    with pytest.raises(RecipeError, match="world must be one of arith, countdown"):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text((REPO_ROOT / "recipes/arith.yaml").read_text().replace("world: arith", "world: chess"))
+        load_recipe(bad)

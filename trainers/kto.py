@@ -40,7 +40,7 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, Trainer
 
 from engine.encoding import StepEncoder
-from engine.models import DEFAULT_POLICY, check_model_dir
+from engine.models import DEFAULT_POLICY, resolve_model
 from engine.types import StepPath
 from problems import arith
 from problems.datasets import DatasetError, read_jsonl
@@ -345,7 +345,7 @@ def selected_rows(rows: list[dict], cfg: KTOConfig) -> list[dict]:
 
 def train(cfg: KTOConfig) -> Trainer | None:
     fmt = cfg.step_format
-    init = check_model_dir(cfg.init_model, "init model")
+    init = resolve_model(cfg.init_model, "init model")
     encoder = StepEncoder.load(init, fmt, "init model")
     tokenizer = encoder.tokenizer
     data = cfg.train_file or default_data(cfg)

@@ -30,7 +30,7 @@ from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer
 
 from engine.encoding import StepEncoder
 from engine.format import StepFormat
-from engine.models import DEFAULT_POLICY, ModelDirError, check_model_dir
+from engine.models import DEFAULT_POLICY, ModelDirError, resolve_model
 from engine.prm import RecordingPRM
 from engine.types import StepPath
 from problems import arith
@@ -116,7 +116,7 @@ def default_rollouts(cfg: PRMConfig) -> tuple[list[Path], Path]:
     if make_search:
         from engine.prm import VLLMPRM
 
-        prm = VLLMPRM(check_model_dir(cfg.search_prm, "search PRM"), cfg.format_of("prm"))
+        prm = VLLMPRM(resolve_model(cfg.search_prm, "search PRM"), cfg.format_of("prm"))
         rows = search_states(cfg, policy, prm, world)
         write_jsonl(search_path, rows)
         print(f"search states: {len(rows)} paths ({negatives(rows)}) from {cfg.search_problems} problems")
@@ -254,7 +254,7 @@ def train(cfg: PRMConfig) -> Trainer | None:
         model, tokenizer = fresh_llama(cfg, fmt, cfg.seed)
         encoder = StepEncoder(tokenizer, fmt, "the fresh model", labels=True)
     else:
-        init = check_model_dir(cfg.init_model, "init model")
+        init = resolve_model(cfg.init_model, "init model")
         encoder = StepEncoder.load(init, fmt, "init model", labels=True)
         tokenizer = encoder.tokenizer
     if cfg.train_file:

@@ -21,7 +21,7 @@ import torch
 from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer
 
 from engine.encoding import StepEncoder
-from engine.models import check_model_dir
+from engine.models import resolve_model
 from problems import arith
 from problems.worlds import get_world
 from trainers.common import FreshModelArguments, StepTrainingArguments, cli, deepen, fit, fresh_llama
@@ -82,7 +82,7 @@ def load_model_and_tokenizer(cfg: StepSFTConfig):
     fmt = cfg.step_format
     if cfg.init_model is None:
         return fresh_llama(cfg, fmt, cfg.seed)
-    path = check_model_dir(cfg.init_model, "init model")
+    path = resolve_model(cfg.init_model, "init model")
     tokenizer = StepEncoder.load(path, fmt, "init model").tokenizer
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
