@@ -35,6 +35,8 @@ class StepEncoder:
         self.negative_id = token_id(tokenizer, fmt.negative, "Negative label", where) if labels else None
         self._prompt_ids = lru_cache(maxsize=65536)(self._encode_prompt)
         self.step_ids = lru_cache(maxsize=262144)(self._encode_step)  # a step's ids, SEP included
+        self.turns = self._turn_pieces() if fmt.step_turns else None
+        self._turn_ids = lru_cache(maxsize=262144)(self._encode_turn)
 
     @classmethod
     def load(cls, path, fmt: StepFormat, role: str = "model", labels: bool = False) -> "StepEncoder":
@@ -45,9 +47,40 @@ class StepEncoder:
         path = resolve_model(path, role)
         return cls(AutoTokenizer.from_pretrained(str(path)), fmt, f"{role} {path}", labels=labels)
 
+    def _turn_pieces(self) -> tuple[str, str, str, str]:
+        """A step-turn format's fixed text, learned from the chat template by rendering a
+        conversation of placeholders: (head before the question, the join of question and first
+        step, the close of a step's turn through the assistant's header, the reopening of a user
+        turn after the assistant's reply)."""
+        if not self.chat:
+            raise ModelDirError(f"a step-turn format writes steps as chat turns, but the tokenizer of {self.where} has no chat template")
+        q, a, b = "\x02Q\x03", "\x02A\x03", "\x02B\x03"
+        messages = [{"role": "system", "content": self.fmt.system_prompt}] if self.fmt.system_prompt else []
+        messages += [{"role": "user", "content": f"{q} {a}"}, {"role": "assistant", "content": self.fmt.positive}, {"role": "user", "content": b}]
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        head, rest = text.split(q)
+        join, rest = rest.split(a)
+        middle, close = rest.split(b)
+        if not middle.startswith(close + self.fmt.positive) or self.fmt.sep not in close:
+            raise ModelDirError(f"the chat template of {self.where} does not write a reply {self.fmt.positive!r} between "
+                                f"two user turns closed by {self.fmt.sep!r}: not a step-turn PRM format")
+        return head, join, close, middle[len(close) + len(self.fmt.positive):]
+
+    def _encode_turn(self, question: str | None, step: str) -> tuple[int, ...]:
+        """A step-turn format's ids of one step: the first with the question, a later one after
+        the positive reply to the step before it; ends at the assistant's header (the score)."""
+        if self.fmt.sep in step:
+            raise ValueError(f"step {step!r} contains the end of a turn {self.fmt.sep!r}")
+        _, join, close, reopen = self.turns
+        text = f"{self.fmt.prompt(question)}{join}{step}{close}" if question is not None else f"{self.fmt.positive}{reopen}{step}{close}"
+        return tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
     def prompt_text(self, question: str) -> str:
         """The prompt as text: through the chat template (a user turn, the assistant's turn
-        opened) when the format asks for it or, by default, when the tokenizer has one."""
+        opened) when the format asks for it or, by default, when the tokenizer has one. A
+        step-turn format's prompt is the chat's head alone (the question shares the first step's turn)."""
+        if self.turns:
+            return self.turns[0]
         if not self.chat:
             return self.fmt.prompt(question)
         messages = [{"role": "system", "content": self.fmt.system_prompt}] if self.fmt.system_prompt else []
@@ -74,6 +107,8 @@ class StepEncoder:
 
     def response_ids(self, steps: Sequence[str], finished: bool = False) -> list[int]:
         """step1 SEP ... stepK SEP [EOS]."""
+        if self.turns:
+            raise ValueError("a step-turn format is for scoring only: its steps are not a response")
         ids = [i for step in steps for i in self.step_ids(step)]
         return ids + [self.eos_id] if finished else ids
 
@@ -81,8 +116,8 @@ class StepEncoder:
         """(ids, sep_positions): prompt + step1 SEP ... stepK SEP [EOS], and where each SEP sits."""
         ids = list(self._prompt_ids(question))
         seps = []
-        for step in steps:
-            ids.extend(self.step_ids(step))
+        for k, step in enumerate(steps):
+            ids.extend(self._turn_ids(question if k == 0 else None, step) if self.turns else self.step_ids(step))
             seps.append(len(ids) - 1)
         if finished:
             ids.append(self.eos_id)

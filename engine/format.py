@@ -7,7 +7,8 @@ step's SEP, restricted to the Positive/Negative label tokens.
 
 The embedded arithmetic world uses special tokens for all four; a real chat model can use
 `StepFormat(sep="\\n\\n", eos="<|im_end|>", chat_template=True, answer_format="boxed")`, a
-Math-Shepherd-style PRM `StepFormat(sep="ки", positive="+", negative="-")`. The policy and the
+Math-Shepherd-style PRM `StepFormat(sep="ки", positive="+", negative="-")`, an RLHFlow-style PRM
+`StepFormat(sep="<|im_end|>", positive="+", negative="-", step_turns=True)`. The policy and the
 PRM may use different formats: steps travel between them as text, and each re-encodes them.
 The recipes under recipes/ hold one format per known setup.
 """
@@ -35,6 +36,11 @@ class StepFormat:
     # (the last \\boxed{...}), "last_number" (the last number in the last step), "auto" (the
     # last \\boxed{...}, else what follows GSM8K's "####", else the last number).
     answer_format: str = "last_step"
+    # PRMs only (RLHFlow's): each step is a user turn of the chat (the first one after the
+    # question and a space), the score is read where the assistant's reply starts, and the reply
+    # to every earlier step is `positive`. `sep` is then the chat's end-of-turn token (a step
+    # may not contain it); the turn markers come from the tokenizer's chat template.
+    step_turns: bool = False
 
     def __post_init__(self) -> None:
         if not self.sep:
@@ -43,6 +49,8 @@ class StepFormat:
             raise ValueError(f"positive and negative label tokens must differ, both are {self.positive!r}")
         if "{question}" not in self.prompt_template:
             raise ValueError(f"prompt_template must contain '{{question}}': {self.prompt_template!r}")
+        if self.step_turns and self.chat_template is False:
+            raise ValueError("step_turns writes the steps as chat turns: it needs chat_template true (or unset)")
         if self.answer_format not in ANSWER_FORMATS:
             raise ValueError(f"answer_format must be one of {ANSWER_FORMATS}, got {self.answer_format!r}")
 

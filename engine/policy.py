@@ -84,6 +84,8 @@ class Policy:
     def __init__(self, model_dir: str | Path, fmt: StepFormat = ARITH_FORMAT, config: EngineConfig | None = None):
         from vllm import LLM
 
+        if fmt.step_turns:
+            raise ValueError("step_turns is a PRM format (steps as user turns): a policy writes its steps as one reply")
         self.model_dir = resolve_model(model_dir, "policy")
         self.fmt = fmt
         self.config = config or EngineConfig()

@@ -8,6 +8,9 @@
   directory with its chat template). It writes step-by-step answers separated by blank lines.
 - `shepherd-prm-standin`: a Math-Shepherd-style token PRM (a causal LM that reads "+"/"-" at
   the step tag "ки"), SmolLM2's tokenizer plus the tag, tiny random weights (head_dim 64: the CPU attention kernels refuse smaller).
+- `rlhflow-prm-standin`: an RLHFlow-style token PRM (Llama-3.1-8B-PRM-Deepseek-Data's
+  conventions: each step a user turn, "+"/"-" read where the assistant's reply starts, "+" as
+  the reply to every earlier step), SmolLM2's tokenizer and chat template, tiny random weights.
 - `qwen-prm-standin`: a Qwen2.5-Math-PRM-style PRM (`Qwen2ForProcessRewardModel`: a
   two-class head read at the step tag "<extra_0>", served through vLLM's pooling path),
   SmolLM2's tokenizer plus the tag, tiny random weights (head_dim 64: the CPU attention kernels refuse smaller).
@@ -81,6 +84,21 @@ def build_shepherd_prm_standin(out: Path) -> None:
     tokenizer.save_pretrained(str(out))
 
 
+def build_rlhflow_prm_standin(out: Path) -> None:
+    """An RLHFlow-style token PRM (Llama-3.1-8B-PRM's conventions: the steps as user turns, "+"
+    or "-" read where the assistant replies): SmolLM2's tokenizer and chat template as they are."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = smollm2_tokenizer()
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True)
+    LlamaForCausalLM(config).save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+
+
 def build_qwen_prm_standin(out: Path) -> None:
     """A Qwen2 trunk plus the PRM head `score = Linear(h, h) -> ReLU -> Linear(h, 2)`, saved
     under the weight names of Qwen2.5-Math-PRM (model.*, score.0.*, score.2.*)."""
@@ -109,6 +127,7 @@ BUILDERS = {
     "smollm2-135m-instruct": build_smollm2_instruct,
     "shepherd-prm-standin": build_shepherd_prm_standin,
     "qwen-prm-standin": build_qwen_prm_standin,
+    "rlhflow-prm-standin": build_rlhflow_prm_standin,
 }
 
 

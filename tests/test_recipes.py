@@ -45,6 +45,19 @@ def qwen_prm(qwen):
     return qwen.prm()
 
 
+@pytest.fixture(scope="session")
+def rlhflow():
+    return load_recipe(RECIPES / "smollm2-rlhflow.yaml")
+
+
+@pytest.fixture(scope="session")
+def rlhflow_prm(rlhflow):
+    return rlhflow.prm()
+
+
+PRM_FIXTURES = {"smollm2-shepherd": ("shepherd", "shepherd_prm"), "smollm2-qwen-prm": ("qwen", "qwen_prm"), "smollm2-rlhflow": ("rlhflow", "rlhflow_prm")}
+
+
 def test_every_recipe_file_loads():
     names = {p.stem: load_recipe(p) for p in RECIPES.glob("*.yaml")}
     assert set(names) == {"arith", "countdown", "smollm2-shepherd", "smollm2-qwen-prm"}
@@ -198,11 +211,55 @@ def test_qwen_classifier_prm_matches_a_hand_written_reference(qwen, qwen_prm):
         classifier_head(REPO_ROOT / "models/prm")  # a token PRM
 
 
-@pytest.mark.parametrize("recipe_name", ["smollm2-shepherd", "smollm2-qwen-prm"])
+def rlhflow_reference(model_dir: Path, question: str, steps: list[str]) -> list[float]:
+    """RLHFlow's own scoring loop, by hand: the conversation with "+" after every step, the whole
+    of it through the template at once, P("+") over {"+", "-"} where each reply starts."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    plus, minus = tok.convert_tokens_to_ids("+"), tok.convert_tokens_to_ids("-")
+    scores = []
+    for k in range(len(steps)):
+        conversation = []
+        for j, step in enumerate(steps[: k + 1]):
+            conversation.append({"role": "user", "content": f"{question} {step}" if j == 0 else step})
+            conversation.append({"role": "assistant", "content": "+"})
+        ids = tok.apply_chat_template(conversation, tokenize=True, return_dict=True)["input_ids"]
+        # as RLHFlow reads it: the logits before the last reply "+" (the template ends "+<|im_end|>\n")
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0, -4, [plus, minus]]
+        scores.append(torch.softmax(logits, -1)[0].item())
+    return scores
+
+
+def test_rlhflow_token_prm_matches_a_hand_written_reference(rlhflow, rlhflow_prm):
+    paths = [StepPath(QUESTION, ("First, 48/2 = 24.",)), StepPath(QUESTION, ("First, 48/2 = 24.", "Then 48+24 = 72.", "\\boxed{72}")),
+             StepPath("What is 3+4?", ("3+4 = 8", "\\boxed{8}"))]
+    result = rlhflow_prm.score(paths)
+    for path, scores in zip(paths, result.scores):
+        ref = rlhflow_reference(rlhflow.prm_spec.path(), path.question, list(path.steps))
+        assert max(abs(a - b) for a, b in zip(scores, ref)) < 1e-4, (scores, ref)
+    enc = rlhflow_prm.encoder
+    text = enc.decode(enc.path_ids(paths[1].question, paths[1].steps)[0])
+    assert text.endswith(f"user\n{QUESTION} First, 48/2 = 24.<|im_end|>\n<|im_start|>assistant\n+<|im_end|>\n<|im_start|>user\n"
+                         "Then 48+24 = 72.<|im_end|>\n<|im_start|>assistant\n+<|im_end|>\n<|im_start|>user\n\\boxed{72}<|im_end|>\n<|im_start|>assistant\n")
+    # a new step reuses the scored prefix: vLLM's cache, and the transformers twin computes only the new turn
+    longer = StepPath(QUESTION, paths[1].steps + ("Done.",))
+    cost = rlhflow_prm.score([longer]).cost
+    assert cost.prm_tokens_computed < cost.prm_tokens_requested / 2
+    hf = rlhflow.prm(backend="hf")
+    assert max(abs(a - b) for xs, ys in zip(result.scores, hf.score(paths).scores) for a, b in zip(xs, ys)) < 1e-4
+    cost = hf.score([longer]).cost
+    assert cost.prm_tokens_computed == len(enc.path_ids(longer.question, longer.steps)[0]) - len(enc.path_ids(QUESTION, paths[1].steps)[0])
+    with pytest.raises(ValueError, match="contains the end of a turn"):
+        enc.path_ids(QUESTION, ["a<|im_end|>b"])
+
+
+@pytest.mark.parametrize("recipe_name", list(PRM_FIXTURES))
 @pytest.mark.parametrize("strategy", ["beam", "best_of_n", "greedy_retry"])
 def test_recipe_runs_every_kind_of_search(recipe_name, strategy, request, smol_policy):
-    recipe = request.getfixturevalue("shepherd" if recipe_name == "smollm2-shepherd" else "qwen")
-    prm = request.getfixturevalue("shepherd_prm" if recipe_name == "smollm2-shepherd" else "qwen_prm")
+    recipe, prm = (request.getfixturevalue(name) for name in PRM_FIXTURES[recipe_name])
     config = strategies.SearchConfig(**{**recipe.search, "n": 2, "beam_width": 2, "max_steps": 3, "max_step_tokens": 48,
                                         "max_tokens": 150, "max_retries_per_problem": 2})
     problems = [Problem("gsm-1", QUESTION, "72"), Problem("p2", "What is 3+4?", "7")]
