@@ -81,9 +81,10 @@ def per_path(value, paths: Sequence, name: str) -> list:
 
 
 class Policy:
-    def __init__(self, model_dir: str | Path, fmt: StepFormat = ARITH_FORMAT, config: EngineConfig | None = None):
-        from vllm import LLM
+    """The vLLM policy: in this process, or a running `vllm serve` of the same model at `url`
+    (engine.served: the same requests over HTTP; the model directory gives the tokenizer)."""
 
+    def __init__(self, model_dir: str | Path, fmt: StepFormat = ARITH_FORMAT, config: EngineConfig | None = None, url: str | None = None):
         if fmt.step_turns:
             raise ValueError("step_turns is a PRM format (steps as user turns): a policy writes its steps as one reply")
         self.model_dir = resolve_model(model_dir, "policy")
@@ -91,8 +92,16 @@ class Policy:
         self.config = config or EngineConfig()
         self.encoder = StepEncoder.load(self.model_dir, fmt, "policy")
         self.text_sep = fmt.sep not in self.encoder.tokenizer.all_special_tokens
-        self.llm = LLM(model=str(self.model_dir), **self.config.llm_kwargs())
-        self.max_model_len = self.llm.llm_engine.model_config.max_model_len
+        if url:
+            from engine.served import ServedLLM
+
+            self.llm = ServedLLM(url, model_dir, "policy")
+            self.max_model_len = self.llm.max_model_len
+        else:
+            from vllm import LLM
+
+            self.llm = LLM(model=str(self.model_dir), **self.config.llm_kwargs())
+            self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         self.generate_calls = 0  # how many times vLLM's generate ran (tests count it)
         self.recorded: list | None = None  # while a list: every generate call's (prompts, params) (see `recording`)
 

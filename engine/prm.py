@@ -130,11 +130,21 @@ class PrefixCachedScorer:
 
 
 class VLLMPRM(PrefixCachedScorer):
-    def __init__(self, model_dir: str | Path, fmt: StepFormat = ARITH_FORMAT, config: EngineConfig | None = None):
-        from vllm import LLM
+    """A token PRM on vLLM: in this process, or a running `vllm serve` of the same model at
+    `url` started with `--logprobs-mode processed_logprobs` (checked: engine.served)."""
 
+    def __init__(self, model_dir: str | Path, fmt: StepFormat = ARITH_FORMAT, config: EngineConfig | None = None, url: str | None = None):
         self.model_dir = resolve_model(model_dir, "PRM")
         encoder = StepEncoder.load(self.model_dir, fmt, "PRM", labels=True)  # checked before vLLM starts
+        if url:
+            from engine.served import ServedLLM, check_processed_logprobs
+
+            self.llm = ServedLLM(url, model_dir, "PRM")
+            check_processed_logprobs(self.llm, list(encoder.path_ids("1", ["1"])[0]), encoder.positive_id, encoder.negative_id)
+            super().__init__(encoder, self.llm.max_model_len - 1)
+            return
+        from vllm import LLM
+
         config = config or EngineConfig()
         self.llm = LLM(model=str(self.model_dir), logprobs_mode="processed_logprobs", **config.llm_kwargs())
         super().__init__(encoder, self.llm.llm_engine.model_config.max_model_len - 1)

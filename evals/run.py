@@ -26,6 +26,7 @@ from pathlib import Path
 
 from engine.encoding import UnknownCharactersError
 from engine.models import DEFAULT_POLICY, DEFAULT_PRM, REPO_ROOT, ModelDirError
+from engine.served import ServedEngineError
 from problems.datasets import DatasetError, Problem, load_problems
 from problems.metrics import wilson_interval
 from problems.worlds import get_world
@@ -53,6 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--recipe", default=None, help="a recipes/*.yaml setup: models, step formats, engine and search settings (default: the embedded world)")
     parser.add_argument("--policy", default=None, help=f"policy model directory (default: the recipe's, else {DEFAULT_POLICY.relative_to(DEFAULT_POLICY.parents[1])})")
     parser.add_argument("--prm", default=None, help=f"PRM model directory (default: the recipe's, else {DEFAULT_PRM.relative_to(DEFAULT_PRM.parents[1])}), or 'oracle': an embedded world's exact process labels")
+    parser.add_argument("--policy-url", default=None, help="a running `vllm serve` of the policy (http://host:port) instead of an engine in this process")
+    parser.add_argument("--prm-url", default=None, help="a running `vllm serve --logprobs-mode processed_logprobs` of the token PRM")
     parser.add_argument("--prm-backend", default="vllm", choices=["vllm", "hf"], help="PRM scorer")
     parser.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM: GPUs per engine")
     parser.add_argument("--data-parallel-size", type=int, default=1, help="vLLM: engine replicas (GPU)")
@@ -286,7 +289,7 @@ def engine_config(args: argparse.Namespace, recipe):
 def load_models(args: argparse.Namespace, recipe, need_prm: bool, problems: list[Problem] = ()):
     """The recipe's policy and PRM (the shipped models by default); --policy/--prm override the
     directories, and --prm oracle serves the embedded world's exact labels (problems.oracle)."""
-    policy = recipe.policy(engine_config(args, recipe), model=args.policy)
+    policy = recipe.policy(engine_config(args, recipe), model=args.policy, url=args.policy_url)
     if not need_prm:
         return policy, None
     if args.prm == "oracle":
@@ -296,7 +299,7 @@ def load_models(args: argparse.Namespace, recipe, need_prm: bool, problems: list
         if None in worlds or len(worlds) != 1:
             raise DatasetError("--prm oracle needs the problems of one embedded world (e.g. --dataset countdown-test)")
         return policy, OraclePRM(worlds.pop(), policy.fmt)
-    return policy, recipe.prm(engine_config(args, recipe), model=args.prm, backend=args.prm_backend)
+    return policy, recipe.prm(engine_config(args, recipe), model=args.prm, backend=args.prm_backend, url=args.prm_url)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -316,7 +319,7 @@ def main(argv: list[str] | None = None) -> None:
                 policy.encoder.prompt_ids(problem.question)
             except UnknownCharactersError as e:
                 raise DatasetError(f"{args.dataset} row {problem.id!r}: {e}") from None
-    except (DatasetError, ModelDirError, RecipeError) as e:
+    except (DatasetError, ModelDirError, RecipeError, ServedEngineError) as e:
         sys.exit(f"error: {e}")
     dataset_tag = Path(args.dataset).stem if args.dataset.endswith(".jsonl") else args.dataset
     shard_tag = f"-shard{args.shard.replace('/', 'of')}" if args.shard else ""
@@ -326,7 +329,10 @@ def main(argv: list[str] | None = None) -> None:
     for name in names:
         for n in dict.fromkeys(budget_of(name, b) for b in budgets):  # once for a strategy that does not use n
             run_dir = out / f"{name}-n{n}" if args.compare else out
-            rows = run_one(problems, name, search_config(args, n, recipe), policy, prm, run_dir, args.batch_size)
+            try:
+                rows = run_one(problems, name, search_config(args, n, recipe), policy, prm, run_dir, args.batch_size)
+            except ServedEngineError as e:  # a server gone or timing out mid-run: what finished is on disk
+                sys.exit(f"error: {e}\nthe problems finished so far are in {run_dir / 'results.jsonl'}: the same command goes on from there")
             summary = summarize(rows)
             (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
             (run_dir / "summary.md").write_text(markdown_table([summary]) + "\n")

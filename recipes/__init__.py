@@ -11,6 +11,7 @@ A recipe file:
     name: smollm2-shepherd
     policy:
       model: local:smollm2-135m-instruct   # a directory, a hub id (org/name[@revision]), or local:NAME (recipes.local_models builds it)
+      url: http://localhost:8000           # optional: a running `vllm serve` of that model instead of an engine in this process
       format: {sep: "\\n\\n", eos: "<|im_end|>", chat_template: true, answer_format: boxed}
     prm:
       kind: token                          # token: label tokens read at SEP; classifier: a 2-class head at SEP
@@ -44,9 +45,10 @@ class RecipeError(ValueError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    model: str  # a directory, or local:NAME
+    model: str  # a directory, a hub id, or local:NAME
     format: StepFormat
     kind: str = "token"  # PRM only
+    url: str | None = None  # a running `vllm serve` of this model to use instead of an engine in this process
 
     def path(self) -> Path | str:
         """The model to load: a local:NAME built on this machine, a directory (relative to the
@@ -88,22 +90,26 @@ class Recipe:
     def engine_config(self, **overrides) -> EngineConfig:
         return EngineConfig(**{**self.engine, **overrides})
 
-    def policy(self, config: EngineConfig | None = None, model: str | None = None):
+    def policy(self, config: EngineConfig | None = None, model: str | None = None, url: str | None = None):
+        """The policy: in this process, or the server at url (argument, else the recipe's)."""
         from engine import Policy
 
-        return Policy(model or self.policy_spec.path(), self.policy_spec.format, config or self.engine_config())
+        return Policy(model or self.policy_spec.path(), self.policy_spec.format, config or self.engine_config(), url=url or self.policy_spec.url)
 
-    def prm(self, config: EngineConfig | None = None, model: str | None = None, backend: str = "vllm"):
+    def prm(self, config: EngineConfig | None = None, model: str | None = None, backend: str = "vllm", url: str | None = None):
+        """The PRM: vLLM in this process, the server at url (argument, else the recipe's), or transformers (backend hf)."""
         from engine import HFPRM, VLLMPRM, VLLMClassifierPRM
 
         if self.prm_spec is None:
             raise RecipeError(f"recipe {self.name!r} has no PRM")
-        path, fmt = model or self.prm_spec.path(), self.prm_spec.format
+        path, fmt, url = model or self.prm_spec.path(), self.prm_spec.format, url or self.prm_spec.url
         if backend == "hf":
             return HFPRM(path, fmt, kind=self.prm_spec.kind)
         if self.prm_spec.kind == "classifier":
+            if url:
+                raise RecipeError("a classifier PRM is served in this process only (vLLM's pooling path); drop its url")
             return VLLMClassifierPRM(path, fmt, config or self.engine_config())
-        return VLLMPRM(path, fmt, config or self.engine_config())
+        return VLLMPRM(path, fmt, config or self.engine_config(), url=url)
 
 
 def _check_keys(where: str, given: dict, allowed) -> None:
@@ -115,7 +121,7 @@ def _check_keys(where: str, given: dict, allowed) -> None:
 def _model_spec(where: str, raw: Any, prm: bool) -> ModelSpec:
     if not isinstance(raw, dict) or not isinstance(raw.get("model"), str):
         raise RecipeError(f"{where}: needs a mapping with a 'model' (a directory, a hub id or local:NAME)")
-    _check_keys(where, raw, {"model", "format", "kind"} if prm else {"model", "format"})
+    _check_keys(where, raw, {"model", "format", "kind", "url"} if prm else {"model", "format", "url"})
     fmt_raw = raw.get("format", {})
     if not isinstance(fmt_raw, dict):
         raise RecipeError(f"{where}.format: must be a mapping of StepFormat fields")
@@ -127,7 +133,7 @@ def _model_spec(where: str, raw: Any, prm: bool) -> ModelSpec:
     kind = raw.get("kind", "token")
     if kind not in PRM_KINDS:
         raise RecipeError(f"{where}.kind: must be one of {PRM_KINDS}, got {kind!r}")
-    return ModelSpec(raw["model"], fmt, kind)
+    return ModelSpec(raw["model"], fmt, kind, raw.get("url"))
 
 
 def load_recipe(path: str | Path) -> Recipe:
