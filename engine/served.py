@@ -16,7 +16,6 @@ reports them: `--enable-prompt-tokens-details`). The model directory still gives
 
 from __future__ import annotations
 
-import json
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -72,7 +71,7 @@ class ServedLLM:
         import openai
 
         if isinstance(e, openai.APITimeoutError):
-            return ServedEngineError(f"the vLLM server at {self.url} ({self.role}) did not answer within {self.timeout:.0f} s while {doing}")
+            return ServedEngineError(f"the vLLM server at {self.url} ({self.role}) did not answer within {self.timeout:g} s while {doing}")
         if isinstance(e, openai.APIConnectionError):
             return ServedEngineError(f"cannot reach a vLLM server at {self.url} ({self.role}) while {doing}: is `vllm serve` running there? ({e})")
         return ServedEngineError(f"the vLLM server at {self.url} ({self.role}) refused a request while {doing}: {str(e)[:300]}")
@@ -140,4 +139,4 @@ def check_processed_logprobs(llm: ServedLLM, prompt_ids: list[int], positive_id:
     total = sum(math.exp(top[t].logprob) for t in (positive_id, negative_id) if t in top)
     if abs(total - 1.0) > 1e-3:
         raise ServedEngineError(f"the PRM server at {llm.url} reports raw logprobs (P(+) + P(-) = {total:.4f}, not 1): "
-                                f"start it with `vllm serve ... --logprobs-mode processed_logprobs`; {json.dumps(top and {k: v.logprob for k, v in top.items()})}")
+                                "start it with `vllm serve ... --logprobs-mode processed_logprobs`")

@@ -60,7 +60,9 @@ PRM_FIXTURES = {"smollm2-shepherd": ("shepherd", "shepherd_prm"), "smollm2-qwen-
 
 def test_every_recipe_file_loads():
     names = {p.stem: load_recipe(p) for p in RECIPES.glob("*.yaml")}
-    assert set(names) == {"arith", "countdown", "smollm2-shepherd", "smollm2-qwen-prm"}
+    assert set(names) == {"arith", "countdown", "smollm2-shepherd", "smollm2-qwen-prm", "smollm2-rlhflow"}
+    assert names["smollm2-rlhflow"].prm_spec.format.step_turns and names["smollm2-rlhflow"].policy_spec == names["smollm2-shepherd"].policy_spec
+    assert (names["arith"].world, names["countdown"].world, names["smollm2-shepherd"].world) == ("arith", "countdown", None)
     assert names["countdown"].policy_spec.format.answer_format == "last_number"  # votes over the number a path ends on
     assert names["smollm2-shepherd"].policy_spec.format == names["smollm2-qwen-prm"].policy_spec.format
     assert names["smollm2-shepherd"].policy_spec.format.sep == "\n\n"
