@@ -81,19 +81,11 @@ class StepVerdict:
 # with ints at even positions and operator strings at odd positions.
 
 QUESTION_CHARS = "0123456789+-*"
+QUESTION_SHAPE = "numbers joined by + - *, no spaces, e.g. 3+4*5-2"
 
 
-def question_error(question) -> str | None:
-    """Why a question is not one this world (and the models trained on it) can take, naming
-    the characters that do not belong; None if it can."""
-    if not isinstance(question, str):
-        return f"not a string: {question!r}"
-    odd = sorted(set(question) - set(QUESTION_CHARS))
-    if odd:
-        return f"characters {''.join(odd)!r} are not in the arith world (digits and + - *, no spaces)"
-    if _tokenize(question) is None:
-        return "not an arith expression (numbers joined by + - *, e.g. 3+4*5-2)"
-    return None
+def is_question(question: str) -> bool:
+    return _tokenize(question) is not None
 
 
 def _tokenize(text) -> list | None:

@@ -101,19 +101,11 @@ def parse_question(question: str) -> tuple[int, tuple[int, ...]] | None:
 
 
 QUESTION_CHARS = "0123456789: "
+QUESTION_SHAPE = "TARGET:NUMBERS, e.g. 24:3 7 8 12"
 
 
-def question_error(question) -> str | None:
-    """Why a question is not one this world (and the models trained on it) can take, naming
-    the characters that do not belong; None if it can."""
-    if not isinstance(question, str):
-        return f"not a string: {question!r}"
-    odd = sorted(set(question) - set(QUESTION_CHARS))
-    if odd:
-        return f"characters {''.join(odd)!r} are not in the countdown world (digits, ':' and spaces)"
-    if parse_question(question) is None:
-        return "not a countdown question (TARGET:NUMBERS, e.g. 24:3 7 8 12)"
-    return None
+def is_question(question: str) -> bool:
+    return parse_question(question) is not None
 
 
 def step_text(a: int, op: str, b: int, c: int, rest: Sequence[int]) -> str:

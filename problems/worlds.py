@@ -10,9 +10,9 @@ A world is a module with:
                                          still reachable)
     solved(question, steps, finished) -> bool
                                          the grader of a whole path
-    question_error(question) -> str | None
-                                         why a question is not one the world's models can take
-                                         (naming the characters that do not belong), or None
+    QUESTION_CHARS, QUESTION_SHAPE, is_question(question) -> bool
+                                         what a question may hold and look like (question_error
+                                         below turns them into a message)
 A problem has `id`, `question`, `answer`, `difficulty` and `steps` (a reference solution).
 `arith` and `countdown` are the two worlds.
 """
@@ -30,3 +30,14 @@ def get_world(name: str) -> ModuleType:
     if name not in WORLDS:
         raise KeyError(f"unknown world {name!r}; choose from {', '.join(sorted(WORLDS))}")
     return WORLDS[name]
+
+
+def question_error(world: ModuleType, question) -> str | None:
+    """Why a question is not one the world (and the models trained on it) can take, naming the
+    characters that do not belong; None if it can."""
+    if not isinstance(question, str):
+        return f"not a string: {question!r}"
+    odd = sorted(set(question) - set(world.QUESTION_CHARS))
+    if odd:
+        return f"characters {''.join(odd)!r} are not in the {world.NAME} world ({world.QUESTION_SHAPE})"
+    return None if world.is_question(question) else f"not a question of the {world.NAME} world ({world.QUESTION_SHAPE})"

@@ -36,7 +36,7 @@ from engine.format import StepFormat
 from engine.models import HUB_ID, REPO_ROOT
 from engine.policy import EngineConfig
 from engine.prm import PRM_KINDS
-from problems.worlds import WORLDS, get_world
+from problems.worlds import WORLDS, get_world, question_error
 
 
 class RecipeError(ValueError):
@@ -81,7 +81,7 @@ class Recipe:
         if self.world is None:
             return
         world = get_world(self.world)
-        bad = [(p, error) for p in problems if (error := world.question_error(p.question))]
+        bad = [(p, error) for p in problems if (error := question_error(world, p.question))]
         if bad:
             rows = "; ".join(f"row {p.id!r} {p.question[:40]!r}: {error}" for p, error in bad[:5])
             raise RecipeError(f"{len(bad)} of {len(problems)} questions are not {self.world} questions, which recipe {self.name!r}'s models "

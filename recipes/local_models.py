@@ -71,32 +71,27 @@ def _tagged_tokenizer(tag: str):
     return tokenizer
 
 
-def build_shepherd_prm_standin(out: Path) -> None:
+def save_tiny_llama(out: Path, tokenizer) -> None:
+    """A 2-layer Llama causal LM with random weights (seed 0) for the tokenizer, and the tokenizer."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokenizer = _tagged_tokenizer("ки")
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True)
     LlamaForCausalLM(config).save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
+
+
+def build_shepherd_prm_standin(out: Path) -> None:
+    save_tiny_llama(out, _tagged_tokenizer("ки"))
 
 
 def build_rlhflow_prm_standin(out: Path) -> None:
     """An RLHFlow-style token PRM (Llama-3.1-8B-PRM's conventions: the steps as user turns, "+"
     or "-" read where the assistant replies): SmolLM2's tokenizer and chat template as they are."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tokenizer = smollm2_tokenizer()
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True)
-    LlamaForCausalLM(config).save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
+    save_tiny_llama(out, smollm2_tokenizer())
 
 
 def build_qwen_prm_standin(out: Path) -> None:

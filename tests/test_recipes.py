@@ -320,14 +320,16 @@ def test_questions_the_embedded_models_cannot_take_are_errors_before_any_work(tm
     from engine.encoding import UnknownCharactersError
     from evals.run import main
     from problems import arith, countdown
+    from problems.worlds import question_error
 
-    assert "' '" in arith.question_error("3 + 4*2") and "'/'" in arith.question_error("12/4+1")
-    assert "'abc'" in arith.question_error("abc") and arith.question_error("3+4*5-2") is None
-    assert arith.question_error("3+*4") is not None and arith.question_error(None) is not None
-    assert countdown.question_error("24:3 7 8 12") is None and "','" in countdown.question_error("24:3,7")
+    assert "' '" in question_error(arith, "3 + 4*2") and "'/'" in question_error(arith, "12/4+1")
+    assert "'abc'" in question_error(arith, "abc") and question_error(arith, "3+4*5-2") is None
+    assert question_error(arith, "3+*4") == "not a question of the arith world (numbers joined by + - *, no spaces, e.g. 3+4*5-2)"
+    assert question_error(arith, None) is not None
+    assert question_error(countdown, "24:3 7 8 12") is None and "','" in question_error(countdown, "24:3,7")
     data = tmp_path / "mixed.jsonl"
     data.write_text('{"question": "3+4", "answer": "7"}\n{"question": "3 + 4*2", "answer": "11"}\n{"question": "12/4+1", "answer": "4"}\n')
-    with pytest.raises(SystemExit, match=r"2 of 3 questions are not arith questions.*row 'mixed-2' '3 \+ 4\*2': characters ' '.*row 'mixed-3'"):
+    with pytest.raises(SystemExit, match=r"2 of 3 questions are not arith questions.*row 'mixed-2' '3 \+ 4\*2': characters ' ' are not in the arith world.*row 'mixed-3'"):
         main(["--dataset", str(data), "--strategy", "greedy", "--output", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()  # nothing ran
     enc = StepEncoder.load(REPO_ROOT / "models/policy", StepFormat())
