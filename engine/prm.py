@@ -141,13 +141,14 @@ class VLLMPRM(PrefixCachedScorer):
 
             self.llm = ServedLLM(url, model_dir, "PRM")
             check_processed_logprobs(self.llm, list(encoder.path_ids("1", ["1"])[0]), encoder.positive_id, encoder.negative_id)
-            super().__init__(encoder, self.llm.max_model_len - 1)
-            return
-        from vllm import LLM
+            max_len = self.llm.max_model_len
+        else:
+            from vllm import LLM
 
-        config = config or EngineConfig()
-        self.llm = LLM(model=str(self.model_dir), logprobs_mode="processed_logprobs", **config.llm_kwargs())
-        super().__init__(encoder, self.llm.llm_engine.model_config.max_model_len - 1)
+            config = config or EngineConfig()
+            self.llm = LLM(model=str(self.model_dir), logprobs_mode="processed_logprobs", **config.llm_kwargs())
+            max_len = self.llm.llm_engine.model_config.max_model_len
+        super().__init__(encoder, max_len - 1)
 
     def reset_caches(self) -> None:
         super().reset_caches()

@@ -50,7 +50,8 @@ class ServedLLM:
 
         self.url = url.rstrip("/")
         self.client = openai.OpenAI(base_url=f"{self.url}/v1", api_key="EMPTY", timeout=timeout, max_retries=0)
-        self.role, self.timeout, self.max_in_flight = role, timeout, max_in_flight
+        self.role, self.timeout = role, timeout
+        self.pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="vllm-serve")  # the requests in flight
         card = self._models()
         self.model, self.max_model_len = card.id, getattr(card, "max_model_len", None) or 1 << 30
         served = {card.id, getattr(card, "root", None) or card.id}
@@ -79,10 +80,7 @@ class ServedLLM:
     def generate(self, prompts, params, use_tqdm: bool = False) -> list[RequestOutput]:
         """One completions request per prompt, all in flight together; outputs in prompt order."""
         params = params if isinstance(params, list) else [params] * len(prompts)
-        if not prompts:
-            return []
-        with ThreadPoolExecutor(max_workers=min(self.max_in_flight, len(prompts))) as pool:
-            return list(pool.map(self._complete, prompts, params))
+        return list(self.pool.map(self._complete, prompts, params))
 
     def _complete(self, prompt, params) -> RequestOutput:
         ids = list(prompt["prompt_token_ids"])

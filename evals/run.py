@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+import strategies
 from engine.encoding import UnknownCharactersError
 from engine.models import DEFAULT_POLICY, DEFAULT_PRM, REPO_ROOT, ModelDirError
 from engine.served import ServedEngineError
@@ -36,8 +37,6 @@ DEFAULT_RECIPE = REPO_ROOT / "recipes" / "arith.yaml"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    import strategies
-
     d = strategies.SearchConfig()  # the defaults of the search flags below
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--strategy", default="greedy_retry", help=f"one of: {', '.join(sorted(strategies.STRATEGIES))}")
@@ -106,9 +105,7 @@ SEARCH_FLAGS = ("n", "beam_width", "temperature", "aggregation", "selection", "t
 def fill_search_flags(args: argparse.Namespace, recipe=None) -> None:
     """Each search flag left off the command line takes the recipe's search value, else
     strategies.SearchConfig's default: the command line overrides the recipe, never the reverse."""
-    from strategies import SearchConfig
-
-    search, defaults = (recipe.search if recipe else {}), SearchConfig()
+    search, defaults = (recipe.search if recipe else {}), strategies.SearchConfig()
     for name in SEARCH_FLAGS:
         if getattr(args, name) is None:
             setattr(args, name, search.get(name, getattr(defaults, name)))
@@ -117,22 +114,14 @@ def fill_search_flags(args: argparse.Namespace, recipe=None) -> None:
 def search_config(args: argparse.Namespace, n: int, recipe=None):
     """The SearchConfig of one run at budget n: SearchConfig's defaults, then the recipe's
     search settings, then the flags the user passed (fill_search_flags)."""
-    from strategies import SearchConfig
-
     fill_search_flags(args, recipe)
     flags = {name: getattr(args, name) for name in SEARCH_FLAGS}
-    return SearchConfig(**{**(recipe.search if recipe else {}), **flags, "n": n})
-
-
-def get_strategy(name: str):
-    import strategies
-
-    return strategies.get_strategy(name)
+    return strategies.SearchConfig(**{**(recipe.search if recipe else {}), **flags, "n": n})
 
 
 def budget_of(name: str, n: int) -> int:
     """The n a run records: 1 for a strategy that does not use the budget (greedy, greedy_retry)."""
-    return n if get_strategy(name).uses_budget else 1
+    return n if strategies.get_strategy(name).uses_budget else 1
 
 
 def read_results(path: Path) -> list[dict]:
@@ -161,7 +150,7 @@ def run_one(problems: list[Problem], strategy_name: str, config, policy, prm, ou
         tmp.replace(results_path)
     done = {row["id"] for row in finished}
     todo = [p for p in problems if p.id not in done]
-    strategy = get_strategy(strategy_name)
+    strategy = strategies.get_strategy(strategy_name)
     with tqdm(total=len(problems), initial=len(problems) - len(todo), desc=f"{strategy_name} n={config.n}", unit="problem") as bar:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
@@ -313,7 +302,7 @@ def main(argv: list[str] | None = None) -> None:
             recipe.check_questions(problems)
         names = args.strategies.split(",") if args.compare else [args.strategy]
         budgets = [int(b) for b in args.budgets.split(",")] if args.compare else [args.n]
-        policy, prm = load_models(args, recipe, need_prm=any(get_strategy(name).needs_prm for name in names), problems=problems)
+        policy, prm = load_models(args, recipe, need_prm=any(strategies.get_strategy(name).needs_prm for name in names), problems=problems)
         for problem in problems:  # characters the policy's tokenizer cannot write: an error before any search
             try:
                 policy.encoder.prompt_ids(problem.question)

@@ -37,6 +37,7 @@ from engine.models import HUB_ID, REPO_ROOT
 from engine.policy import EngineConfig
 from engine.prm import PRM_KINDS
 from problems.worlds import WORLDS, get_world, question_error
+from strategies.base import SearchConfig
 
 
 class RecipeError(ValueError):
@@ -138,8 +139,6 @@ def _model_spec(where: str, raw: Any, prm: bool) -> ModelSpec:
 
 def load_recipe(path: str | Path) -> Recipe:
     import yaml
-
-    from strategies.base import SearchConfig
 
     path = Path(path)
     if not path.is_file():
