@@ -240,12 +240,18 @@ def classifier_head(model_dir: Path):
 class HFPRM(PrefixCachedScorer):
     """kind="token": a causal LM, P(correct) from its Positive/Negative logits at each SEP.
     kind="classifier": a trunk plus a two-class head at each step tag (Qwen2.5-Math-PRM); the
-    transformers twin of VLLMClassifierPRM, and prefix-cached, which vLLM's pooling path is not."""
+    transformers twin of VLLMClassifierPRM, and prefix-cached, which vLLM's pooling path is not.
+
+    The KV of scored paths lives in one preallocated pool of token slots (engine.kv_pool), up to
+    `kv_tokens` tokens; `reuse_kv=False` runs every path whole with no KV kept (the plain
+    batched forward a search-and-learn-style loop does; scores still remembered per prefix)."""
 
     def __init__(self, model_dir: str | Path, fmt: StepFormat = ARITH_FORMAT, device: str = "cpu",
-                 kv_cache_size: int = 4096, batch_size: int = 64, kind: str = "token"):
+                 kv_tokens: int = 1 << 18, batch_size: int = 64, kind: str = "token", reuse_kv: bool = True):
         import torch
         from transformers import AutoModel, AutoModelForCausalLM
+
+        from engine.kv_pool import KVPool
 
         if kind not in PRM_KINDS:
             raise ValueError(f"kind must be one of {PRM_KINDS}, got {kind!r}")
@@ -255,9 +261,9 @@ class HFPRM(PrefixCachedScorer):
         self.head = classifier_head(self.model_dir).to(device) if kind == "classifier" else None
         model_class = AutoModelForCausalLM if labels else AutoModel  # AutoModel: the trunk, weights model.*
         self.model = model_class.from_pretrained(str(self.model_dir), dtype=torch.float32).to(device).eval()
-        self.device, self.batch_size = device, batch_size
+        self.device, self.batch_size, self.reuse_kv = device, batch_size, reuse_kv
         self.pad_id = encoder.tokenizer.pad_token_id if encoder.tokenizer.pad_token_id is not None else 0
-        self.kv: LRU = LRU(kv_cache_size)  # ids of a scored path (or a prompt) -> per-layer (keys, values)
+        self.kv = KVPool(max_tokens=kv_tokens, device=device)
         max_len = getattr(self.model.config, "max_position_embeddings", 1 << 30)
         super().__init__(encoder, max_len)
 
@@ -265,63 +271,60 @@ class HFPRM(PrefixCachedScorer):
         super().reset_caches()
         self.kv.clear()
 
-    def _boundary(self, job: Job) -> int:
-        """Length of the longest prefix of the job whose KV we hold, ending before its first unscored SEP."""
-        for b in [s + 1 for s in reversed(job.seps[: job.first])] + [job.prompt_len]:
-            if tuple(job.ids[:b]) in self.kv:
-                return b
-        return 0
+    def _cached_prefix(self, job: Job):
+        """The longest prefix of the job whose KV the pool holds, ending before its first unscored SEP: (length, slots)."""
+        if self.reuse_kv:
+            for b in [s + 1 for s in reversed(job.seps[: job.first])] + [job.prompt_len]:
+                slots = self.kv.lookup(tuple(job.ids[:b]))
+                if slots is not None:
+                    return b, slots
+        return 0, None
 
     def _compute(self, jobs: list[Job]) -> int:
         """Batches of up to batch_size jobs, each resuming from its own cached prefix."""
         import torch
 
-        bounded = [(self._boundary(job), job) for job in jobs]
-        bounded.sort(key=lambda x: len(x[1].ids) - x[0])  # similar numbers of new tokens together: little padding
+        jobs = sorted(jobs, key=lambda job: len(job.ids) - self._cached_prefix(job)[0])  # similar numbers of new tokens together
         computed = 0
         with torch.no_grad():
-            for start in range(0, len(bounded), self.batch_size):
-                computed += self._forward(bounded[start : start + self.batch_size])
+            for start in range(0, len(jobs), self.batch_size):  # prefixes looked up per batch: earlier batches may evict
+                computed += self._forward([(job, *self._cached_prefix(job)) for job in jobs[start : start + self.batch_size]])
         return computed
 
-    def _forward(self, batch: list[tuple[int, Job]]) -> int:
-        """One forward over the new tokens of jobs with cached prefixes of any lengths.
+    def _forward(self, batch: list) -> int:
+        """One forward over the new tokens of jobs (job, cached length b, its slots) with cached prefixes of any lengths.
 
-        Job i's cached KV sits left-aligned in a past of width B = max b_i, the gap after it
-        masked out; its new tokens follow at positions b_i, b_i + 1, ... (explicit
-        position_ids, so RoPE matches a plain forward pass), right-padded.
-        """
+        Row i reads its b_i cached tokens left-aligned in a past of width B = max b_i, the gap after
+        them masked out; its new tokens follow at positions b_i, b_i + 1, ... (explicit
+        position_ids, so RoPE matches a plain forward pass), right-padded."""
         import torch
-        from transformers import DynamicCache
 
-        bs = [b for b, _ in batch]
-        suffixes = [job.ids[b:] for b, job in batch]
-        B, W, n = max(bs), max(len(x) for x in suffixes), len(batch)
+        from engine.kv_pool import PooledBatch
+
+        bs = [b for _, b, _ in batch]
+        suffixes = [job.ids[b:] for job, b, _ in batch]
+        B, W = max(bs), max(len(x) for x in suffixes)
         input_ids = torch.tensor([x + [self.pad_id] * (W - len(x)) for x in suffixes], device=self.device)
         position_ids = torch.tensor([[b + t for t in range(W)] for b in bs], device=self.device)
         mask = torch.tensor([[1] * b + [0] * (B - b) + [1] * len(x) + [0] * (W - len(x)) for b, x in zip(bs, suffixes)], device=self.device)
-        cache = None
-        if B:
-            pasts = {i: self.kv.get(tuple(job.ids[:b])) for i, (b, job) in enumerate(batch) if b}
-            reference = next(iter(pasts.values()))  # per layer (keys, values) of shape [1, heads, b, dim]
-            layers = [(k.new_zeros((n, k.shape[1], B, k.shape[3])), v.new_zeros((n, v.shape[1], B, v.shape[3]))) for k, v in reference]
-            for i, past in pasts.items():
-                for (keys, values), (k, v) in zip(layers, past):
-                    keys[i, :, : bs[i]], values[i, :, : bs[i]] = k[0], v[0]
-            cache = DynamicCache(ddp_cache_data=layers)
-        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, past_key_values=cache, use_cache=True)
+        pooled = None
+        if self.reuse_kv:
+            empty = torch.zeros(0, dtype=torch.long, device=self.device)
+            pooled = PooledBatch(self.kv, [empty if slots is None else slots for _, _, slots in batch], [len(x) for x in suffixes])
+            cache = pooled.cache(self.kv, self.model.config.num_hidden_layers)
+            out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, past_key_values=cache, use_cache=True)
+        else:
+            out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=False)
         if self.head is None:  # token PRM: the Positive and Negative logits
             logits = out.logits[:, :, [self.encoder.positive_id, self.encoder.negative_id]].float().cpu()
         else:  # classifier: the head's [wrong, right] logits, as (right, wrong) for p_correct
             logits = self.head(out.last_hidden_state.float())[:, :, [1, 0]].cpu()
-        kv_layers = out.past_key_values.layers
-        for i, (b, job) in enumerate(batch):
+        for i, (job, b, _) in enumerate(batch):
             for s in job.seps[job.first :]:
                 self.memo.put(tuple(job.ids[: s + 1]), p_correct(*logits[i, s - b].tolist()))
-            # keep the KV of the whole scored path (children extend it) and of the prompt (siblings share it)
-            for end in {len(job.ids), job.prompt_len}:
-                if end > b and tuple(job.ids[:end]) not in self.kv:
-                    self.kv.put(tuple(job.ids[:end]), [
-                        (torch.cat([layer.keys[i : i + 1, :, :b], layer.keys[i : i + 1, :, B : B + end - b]], 2),
-                         torch.cat([layer.values[i : i + 1, :, :b], layer.values[i : i + 1, :, B : B + end - b]], 2)) for layer in kv_layers])
+            if pooled is not None:  # the prompt (siblings share it) and every scored step's prefix (children extend them)
+                slots = pooled.rows_slots[i]
+                for end in dict.fromkeys([job.prompt_len] + [s + 1 for s in job.seps] + [len(job.ids)]):
+                    if end > b:
+                        self.kv.remember(tuple(job.ids[:end]), slots[:end])
         return sum(len(x) for x in suffixes)

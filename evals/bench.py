@@ -1,21 +1,34 @@
 """Benchmarks: speed ratios against the baselines a user would otherwise use.
 
-    python -m evals.bench                                   # all of them, shipped models, arith test problems
-    python -m evals.bench --only overhead,prefix --problems 32 --output runs/bench
+    python -m evals.bench                                   # everything (~40 minutes on 2 CPU cores)
+    python -m evals.bench --quick                           # every comparison at CI size (~3 minutes)
+    python -m evals.bench --only sal-8x,notebook-smollm2 --output runs/bench
 
-Both sides of every comparison run in this one process, on the same models and problems,
-and the reports are ratios (these machines are noisy):
-  overhead  tokens/s of a full beam search (engine + strategy, PRM time taken out) vs raw
-            vLLM `generate` replaying the very same batches;
-  prefix    scoring every step of a depth-8 beam search (9-operand problems) with the
-            prefix-cached scorers vs recomputing every path in full (caches cleared, vLLM's
-            prefix cache off), tokens and wall time, next to the theoretical ratio;
-  notebook  the classic notebook greedy PRM search (transformers, one token at a time, the
-            PRM re-run over the whole sequence after every step, one problem at a time) vs
-            our batched greedy_retry;
-  sal       a search-and-learn-style beam search (vLLM generation, the PRM re-scoring full
-            prefixes with transformers each step) vs our engine, same beam configuration;
-  scaling   wall time and tokens of beam search vs n and vs the number of problems.
+Three model pairs ("settings"):
+  arith     the shipped, trained 3.4M-parameter policy and PRM (PRM:policy 1:1)
+  8x        the same policy with `local:arith-prm-8x`, a 27M PRM built to the arith PRM's
+            conventions (8:1, as users pair a 1B policy with an 8B PRM; random weights: timing only)
+  smollm2   SmolLM2-135M-Instruct (real weights) with `local:shepherd-prm-135m`, a Math-Shepherd-
+            style PRM of the same size (random weights), on CHAMP's competition problems
+Comparisons (--only), both sides in this one process, on the same models and problems; the
+reports are ratios (these machines are noisy):
+  overhead           (arith) tokens/s of a full beam search (PRM time taken out) vs raw vLLM
+                     `generate` replaying the very same batches;
+  prefix, prefix-8x  scoring every step of a depth-8 beam search (9-operand problems) with the
+                     prefix-cached scorers vs recomputing every path in full, tokens and wall time;
+  notebook           (arith) the course notebook's greedy PRM search (transformers, one token per
+                     full forward pass, the PRM re-reading the whole sequence after every step, one
+                     problem at a time) vs our greedy_retry, each searching for itself (equal accuracy);
+  notebook-smollm2   the same loop doing exactly our greedy_retry's work: every step we proposed,
+                     re-derived token by token (teacher-forced: a forward pass per token, as sampling
+                     it would cost), every path we scored re-read whole, problem after problem;
+  sal                (arith) a search-and-learn-style beam search (vLLM generation, a transformers
+                     PRM re-scoring full paths every step) vs ours, each searching (equal accuracy);
+  sal-8x, sal-smollm2  the same baseline doing exactly our beam search's work: our generate calls
+                     replayed on raw vLLM, our score requests re-scored in full by a plain batched
+                     transformers forward; both sides score identical sets of paths (checked);
+  scaling            (countdown, trained models) beam search's tokens and wall time per problem
+                     against n (up to 256) and the number of problems (up to 800).
 Writes bench.md, bench.json and scaling.png to --output.
 """
 
@@ -24,20 +37,24 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from engine import HFPRM, VLLMPRM, EngineConfig, Policy, StepPath
-from engine.models import DEFAULT_POLICY, DEFAULT_PRM
 from engine.prm import RecordingPRM
 from problems import arith
-from problems.datasets import load_problems
+from problems.datasets import Problem, load_problems
+from recipes import load_recipe
 from strategies import SearchConfig, get_strategy
+
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+COMPARISONS = ("overhead", "prefix", "prefix-8x", "notebook", "notebook-smollm2", "sal", "sal-8x", "sal-smollm2", "scaling")
 
 
 def accuracy(problems, results) -> float:
-    return sum(p.grade(r.answer) for p, r in zip(problems, results)) / len(problems)
+    return sum(p.grade(r.answer, r.path) for p, r in zip(problems, results)) / len(problems)
 
 
 def fresh(policy: Policy, *scorers) -> None:
@@ -190,21 +207,115 @@ def bench_sal(problems, policy, prm, hf_prm, cfg) -> dict:
     return report
 
 
-# -- 5. scaling ------------------------------------------------------------------------------
+# -- 5. equal work by construction: the baselines replay exactly what our search did ----------
+
+
+def timed_search(strategy: str, problems, policy, prm, cfg) -> dict:
+    """Our search, timed whole, recording its generate calls and score requests; where its time went."""
+    get_strategy(strategy).search(problems[:2], policy, prm, cfg)  # warm both engines up: the timed run is steady-state
+    fresh(policy, prm)
+    recorder = RecordingPRM(prm)
+    with policy.recording() as calls:
+        t0 = time.perf_counter()
+        results = get_strategy(strategy).search(problems, policy, recorder, cfg)
+        wall = time.perf_counter() - t0
+    policy_s, prm_s = sum(r.cost.policy_seconds for r in results), sum(r.cost.prm_seconds for r in results)
+    return {"results": results, "generate_calls": calls, "score_calls": recorder.calls, "seconds": wall,
+            "breakdown": {"policy": policy_s, "prm": prm_s, "bookkeeping": wall - policy_s - prm_s},
+            "generated_tokens": round(sum(r.cost.generated_tokens for r in results)),
+            "prm_tokens_computed": round(sum(r.cost.prm_tokens_computed for r in results))}
+
+
+def rescore(score_calls: list[list[StepPath]], scorer, full: bool) -> dict:
+    """Send the recorded score requests to `scorer` in order (full: forgetting everything before each)."""
+    scorer.reset_caches()
+    paths = computed = requested = 0
+    t0 = time.perf_counter()
+    for call in score_calls:
+        if full:
+            scorer.reset_caches()
+        cost = scorer.score(call).cost
+        paths, computed, requested = paths + len(call), computed + cost.prm_tokens_computed, requested + cost.prm_tokens_requested
+    return {"seconds": time.perf_counter() - t0, "score_calls": len(score_calls), "paths": paths, "tokens_requested": requested, "tokens_computed": computed}
+
+
+def bench_sal_replay(problems, policy, prm, sal_prm: HFPRM, cfg, cached_hf: HFPRM | None = None) -> dict:
+    """Our beam search vs a search-and-learn-style loop doing identical work: our generate calls
+    replayed on raw vLLM, then our score requests re-scored in full by `sal_prm` (transformers,
+    reuse_kv=False: every path whole, batched). With `cached_hf`, the same requests through our
+    prefix-cached transformers scorer too."""
+    ours = timed_search("beam", problems, policy, prm, cfg)
+    fresh(policy, prm)
+    t0 = time.perf_counter()
+    policy.replay(ours["generate_calls"])
+    generation = time.perf_counter() - t0
+    scoring = rescore(ours["score_calls"], sal_prm, full=True)
+    requested = sum(len(sal_prm.encoder.path_ids(p.question, p.steps)[0]) for call in ours["score_calls"] for p in call)
+    assert scoring["tokens_requested"] == requested  # the baseline scored exactly our paths
+    report = {"problems": len(problems), "ours_seconds": ours["seconds"], "ours_breakdown": ours["breakdown"],
+              "ours_accuracy": accuracy(problems, ours["results"]), "generated_tokens": ours["generated_tokens"],
+              "ours_prm_tokens_computed": ours["prm_tokens_computed"],
+              "sal_seconds": generation + scoring["seconds"], "sal_breakdown": {"policy": generation, "prm": scoring["seconds"]},
+              "sal_scoring": scoring, "speedup": (generation + scoring["seconds"]) / ours["seconds"], "target": ">= 4x, identical work"}
+    if cached_hf is not None:
+        report["hf_cached_scoring"] = rescore(ours["score_calls"], cached_hf, full=False)
+    return report
+
+
+@torch.no_grad()
+def notebook_replay(score_calls, policy_model, policy_encoder, prm: HFPRM) -> dict:
+    """The notebook's loop doing our greedy_retry's work, problem after problem: each scored path's
+    last step re-derived token by token (one full forward pass per token, no KV cache, as
+    sampling it costs), then the PRM re-reading the whole path."""
+    by_problem: dict[str, list[StepPath]] = {}
+    for call in score_calls:
+        for path in call:
+            by_problem.setdefault(path.question, []).append(path)
+    device = policy_model.device
+    forwards = policy_tokens = 0
+    t0 = time.perf_counter()
+    for paths in by_problem.values():
+        for path in paths:
+            before, _ = policy_encoder.path_ids(path.question, path.steps[:-1])
+            ids, _ = policy_encoder.path_ids(path.question, path.steps)
+            assert ids[: len(before)] == before, "the path's encoding must extend its parent's"
+            for t in range(len(before), len(ids)):  # the token at t is sampled from a forward over ids[:t]
+                policy_model(torch.tensor([ids[:t]], device=device)).logits[0, -1]
+                forwards += 1
+                policy_tokens += t
+            prm_ids, seps = prm.encoder.path_ids(path.question, path.steps)
+            prm.model(torch.tensor([prm_ids], device=device))  # the PRM re-reads everything
+    return {"seconds": time.perf_counter() - t0, "problems": len(by_problem), "policy_forwards": forwards, "policy_tokens_run": policy_tokens,
+            "paths_scored": sum(len(p) for p in by_problem.values())}
+
+
+def bench_notebook_replay(problems, policy, prm, hf_prm: HFPRM, cfg) -> dict:
+    from transformers import AutoModelForCausalLM
+
+    ours = timed_search("greedy_retry", problems, policy, prm, cfg)
+    model = AutoModelForCausalLM.from_pretrained(str(policy.model_dir), dtype=torch.float32).to(hf_prm.device).eval()
+    notebook = notebook_replay(ours["score_calls"], model, policy.encoder, hf_prm)
+    return {"problems": len(problems), "ours_seconds": ours["seconds"], "ours_breakdown": ours["breakdown"], "generated_tokens": ours["generated_tokens"],
+            "score_calls": len(ours["score_calls"]), "notebook": notebook, "speedup": notebook["seconds"] / ours["seconds"],
+            "target": ">= 20x, identical work"}
+
+
+# -- 6. scaling ------------------------------------------------------------------------------
 
 
 def bench_scaling(problems, policy, prm, cfg, ns, counts) -> dict:
-    from dataclasses import replace
-
+    """Beam search at each n on the first counts[0] problems, then at n = ns[0] on more problems."""
     rows = []
     for n, count in [(n, counts[0]) for n in ns] + [(ns[0], c) for c in counts[1:]]:
         fresh(policy, prm)
-        subset = problems[:: max(1, len(problems) // count)][:count]  # every difficulty at every count
+        subset = problems[:count]
         t0 = time.perf_counter()
         results = get_strategy("beam").search(subset, policy, prm, replace(cfg, n=n, beam_width=min(cfg.beam_width, n)))
-        rows.append({"n": n, "problems": len(subset), "seconds": time.perf_counter() - t0,
-                     "generated_tokens": round(sum(r.cost.generated_tokens for r in results)),
-                     "prm_tokens_computed": round(sum(r.cost.prm_tokens_computed for r in results)), "accuracy": accuracy(subset, results)})
+        seconds = time.perf_counter() - t0
+        tokens, prm_tokens = sum(r.cost.generated_tokens for r in results), sum(r.cost.prm_tokens_computed for r in results)
+        rows.append({"n": n, "problems": len(subset), "seconds": seconds, "seconds_per_problem": seconds / len(subset),
+                     "generated_tokens": round(tokens), "tokens_per_problem": tokens / len(subset), "prm_tokens_computed": round(prm_tokens),
+                     "prm_tokens_per_problem": prm_tokens / len(subset), "accuracy": accuracy(subset, results)})
     return {"rows": rows}
 
 
@@ -217,92 +328,191 @@ def plot_scaling(rows: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, fixed in ((axes[0], "n", "problems"), (axes[1], "problems", "n")):
         base = rows[0][fixed]
-        pts = sorted((r[key], r["seconds"], r["generated_tokens"]) for r in rows if r[fixed] == base)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label="wall s")
+        pts = sorted((r[key], r["seconds_per_problem"], r["tokens_per_problem"]) for r in rows if r[fixed] == base)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label="wall s / problem")
         ax2 = ax.twinx()
-        ax2.plot([p[0] for p in pts], [p[2] for p in pts], marker="s", color="tab:orange", label="generated tokens")
+        ax2.plot([p[0] for p in pts], [p[2] for p in pts], marker="s", color="tab:orange", label="generated tokens / problem")
         ax.set_xscale("log", base=2)
         ax.set_xlabel(f"{key} ({fixed}={base})")
-        ax.set_ylabel("wall seconds")
-        ax2.set_ylabel("generated tokens")
+        ax.set_ylabel("wall seconds per problem")
+        ax2.set_ylabel("generated tokens per problem")
+    fig.suptitle("countdown beam search")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
+# -- the settings -----------------------------------------------------------------------------
+
+
+class Settings:
+    """The model pairs, each built the first time a comparison asks for it and kept for the
+    process (tearing down an in-process vLLM engine breaks the others)."""
+
+    def __init__(self, device: str):
+        self.device, self.built = device, {}
+
+    def get(self, name: str):
+        if name not in self.built:
+            self.built[name] = getattr(self, name.replace("-", "_"))()
+        return self.built[name]
+
+    def arith(self):
+        recipe = load_recipe(RECIPES / "arith.yaml")
+        return recipe, recipe.policy(), recipe.prm(), HFPRM(recipe.prm_spec.path(), recipe.prm_spec.format, device=self.device)
+
+    def arith_no_cache_vllm_prm(self):
+        return no_cache_vllm_prm(load_recipe(RECIPES / "arith.yaml").prm_spec.path())
+
+    def eight_x(self, model: str = "local:arith-prm-8x"):
+        recipe, policy, _, _ = self.get("arith")
+        spec = replace(recipe.prm_spec, model=model)
+        path = spec.path()
+        return (policy, VLLMPRM(path, spec.format, recipe.engine_config()), HFPRM(path, spec.format, device=self.device),
+                HFPRM(path, spec.format, device=self.device, reuse_kv=False))
+
+    def eight_x_no_cache_vllm_prm(self):
+        return no_cache_vllm_prm(replace(load_recipe(RECIPES / "arith.yaml").prm_spec, model="local:arith-prm-8x").path())
+
+    def smollm2(self):
+        recipe = load_recipe(RECIPES / "smollm2-shepherd.yaml")
+        spec = replace(recipe.prm_spec, model="local:shepherd-prm-135m")
+        return (recipe, recipe.policy(), VLLMPRM(spec.path(), spec.format, recipe.engine_config()),
+                HFPRM(spec.path(), spec.format, device=self.device, reuse_kv=False))
+
+    def countdown(self):
+        recipe = load_recipe(RECIPES / "countdown.yaml")
+        return recipe, recipe.policy(), recipe.prm()
+
+
+def spread(problems: list, count: int) -> list:
+    """`count` problems spread over the list (every difficulty, not just the first)."""
+    return problems[:: max(1, len(problems) // count)][:count]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="overhead,prefix,notebook,sal,scaling", help="comma-separated subset")
-    parser.add_argument("--policy", default=str(DEFAULT_POLICY))
-    parser.add_argument("--prm", default=str(DEFAULT_PRM))
-    parser.add_argument("--dataset", default="arith-test")
-    parser.add_argument("--problems", type=int, default=48, help="problems per comparison (spread over the dataset)")
-    parser.add_argument("--notebook-problems", type=int, default=48, help="problems for the notebook comparison (it runs them one at a time)")
-    parser.add_argument("--prefix-operands", type=int, default=9, help="prefix benchmark: fresh problems of this many operands (9: depth-8 paths)")
+    parser.add_argument("--only", default=",".join(COMPARISONS), help=f"comma-separated subset of {', '.join(COMPARISONS)}")
+    parser.add_argument("--quick", action="store_true", help="every comparison at CI size (a few problems, small n): checks it runs, not the ratios")
+    parser.add_argument("--problems", type=int, default=48, help="arith problems per comparison (spread over the test split)")
+    parser.add_argument("--notebook-problems", type=int, default=48, help="arith problems for the notebook comparison (it runs them one at a time)")
+    parser.add_argument("--smollm2-problems", type=int, default=8, help="CHAMP problems for the SmolLM2 comparisons")
+    parser.add_argument("--smollm2-notebook-problems", type=int, default=4, help="of those, how many the notebook replays (about 2 minutes each on 2 CPU cores)")
+    parser.add_argument("--prefix-operands", type=int, default=9, help="prefix and 8x comparisons: fresh problems of this many operands (9: depth-8 paths)")
     parser.add_argument("--n", type=int, default=16)
     parser.add_argument("--beam-width", type=int, default=4)
     parser.add_argument("--scaling-n", default="4,16,64,256")
-    parser.add_argument("--scaling-problems", default="16,64,256")
+    parser.add_argument("--scaling-problems", default="64,256,800", help="the first is the problem count of the n sweep")
     parser.add_argument("--output", default="runs/bench")
     args = parser.parse_args(argv)
-
-    everything = load_problems(args.dataset)
-    stride = max(1, len(everything) // args.problems)
-    problems = everything[::stride][: args.problems]  # every difficulty, not just the first
-    cfg = SearchConfig(n=args.n, beam_width=args.beam_width, max_steps=args.prefix_operands + 3)
-    torch_device = "cuda" if torch.cuda.is_available() else "cpu"  # the transformers sides run where vLLM does
-    policy, prm, hf_prm = Policy(args.policy), VLLMPRM(args.prm), HFPRM(args.prm, device=torch_device)
-    engines = [policy, prm]
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
-    report = {"device": device, "problems": len(problems), "n": args.n, "beam_width": args.beam_width}
     only = args.only.split(",")
+    unknown = sorted(set(only) - set(COMPARISONS))
+    if unknown:
+        parser.error(f"unknown comparison(s) {', '.join(unknown)}; choose from {', '.join(COMPARISONS)}")
+    if args.quick:
+        args.problems = args.notebook_problems = 4
+        args.smollm2_problems, args.smollm2_notebook_problems, args.prefix_operands = 2, 1, 5
+        args.n, args.beam_width, args.scaling_n, args.scaling_problems = 4, 2, "2,4", "4,8"
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # the transformers sides run where vLLM does
+    settings = Settings(device)
+    report = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "CPU", "quick": args.quick, "n": args.n, "beam_width": args.beam_width}
+    cfg = SearchConfig(n=args.n, beam_width=args.beam_width, max_steps=args.prefix_operands + 3)
+    test = load_problems("arith-test")
+    problems = spread(test, args.problems)
+    deep = [Problem(p.id, p.question, str(p.answer), p.difficulty, "arith")  # depth = operands - 1
+            for p in arith.fresh_problems(args.problems, seed=9, n_operands=args.prefix_operands)]
     if "overhead" in only:
+        _, policy, prm, _ = settings.get("arith")
         report["overhead"] = bench_overhead(problems, policy, prm, cfg)
     if "prefix" in only:
-        deep = arith.fresh_problems(args.problems, seed=9, n_operands=args.prefix_operands)  # depth = operands - 1
-        engines.append(no_cache_vllm_prm(args.prm))  # kept alive: destroying an in-process engine breaks the others
-        report["prefix"] = bench_prefix(deep, policy, {"vllm": (prm, engines[-1]), "hf": (hf_prm, hf_prm)}, cfg)
+        _, policy, prm, hf_prm = settings.get("arith")
+        report["prefix"] = bench_prefix(deep, policy, {"vllm": (prm, settings.get("arith-no-cache-vllm-prm")), "hf": (hf_prm, hf_prm)}, cfg)
+    if "prefix-8x" in only:
+        policy, prm, hf_prm, _ = settings.get("eight-x")
+        report["prefix-8x"] = bench_prefix(deep, policy, {"vllm": (prm, settings.get("eight-x-no-cache-vllm-prm")), "hf": (hf_prm, hf_prm)}, cfg)
     if "notebook" in only:
-        nb = everything[:: max(1, len(everything) // args.notebook_problems)][: args.notebook_problems]
-        report["notebook"] = bench_notebook(nb, policy, prm, hf_prm, cfg)
+        _, policy, prm, hf_prm = settings.get("arith")
+        report["notebook"] = bench_notebook(spread(test, args.notebook_problems), policy, prm, hf_prm, cfg)
     if "sal" in only:
+        _, policy, prm, hf_prm = settings.get("arith")
         report["sal"] = bench_sal(problems, policy, prm, hf_prm, cfg)
+    if "sal-8x" in only:
+        policy, prm, hf_prm, sal_prm = settings.get("eight-x")
+        report["sal-8x"] = bench_sal_replay(deep, policy, prm, sal_prm, cfg, cached_hf=hf_prm)
+    if {"notebook-smollm2", "sal-smollm2"} & set(only):
+        recipe, policy, prm, sal_prm = settings.get("smollm2")
+        champ = spread(load_problems("champ-numeric"), args.smollm2_problems)
+        # short searches: the notebook side costs about a second per token at this size on 2 CPU cores
+        steps, step_tokens = (2, 16) if args.quick else (4, 48)
+        smol_cfg = replace(SearchConfig(**recipe.search), n=min(args.n, 4), beam_width=min(args.beam_width, 2), max_steps=steps, max_step_tokens=step_tokens)
+        report["smollm2_config"] = {"n": smol_cfg.n, "beam_width": smol_cfg.beam_width, "max_steps": smol_cfg.max_steps, "max_step_tokens": smol_cfg.max_step_tokens}
+        if "sal-smollm2" in only:
+            report["sal-smollm2"] = bench_sal_replay(champ, policy, prm, sal_prm, smol_cfg)
+        if "notebook-smollm2" in only:
+            report["notebook-smollm2"] = bench_notebook_replay(champ[: args.smollm2_notebook_problems], policy, prm, sal_prm, smol_cfg)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     if "scaling" in only:
+        recipe, policy, prm = settings.get("countdown")
         ns = [int(x) for x in args.scaling_n.split(",")]
         counts = [int(x) for x in args.scaling_problems.split(",")]
-        pool = everything[:: max(1, len(everything) // max(counts))][: max(counts)]
-        report["scaling"] = bench_scaling(pool, policy, prm, cfg, ns, counts)
+        pool = spread(load_problems(recipe.dataset), max(counts))
+        report["scaling"] = bench_scaling(pool, policy, prm, replace(SearchConfig(**recipe.search), beam_width=args.beam_width), ns, counts)
         plot_scaling(report["scaling"]["rows"], out / "scaling.png")
     (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "bench.md").write_text(markdown(report) + "\n")
     print(markdown(report))
 
 
+def seconds(breakdown: dict) -> str:
+    return ", ".join(f"{k} {v:.1f}" for k, v in breakdown.items())
+
+
 def markdown(report: dict) -> str:
-    lines = [f"device: {report['device']}; {report['problems']} problems; beam n={report['n']}, M={report['beam_width']}", "",
-             "| comparison | ours | baseline | ratio | target |", "|---|---|---|---|---|"]
+    lines = [f"device: {report['device']}{' (--quick: sizes for CI, not ratios)' if report['quick'] else ''}; beam n={report['n']}, M={report['beam_width']}", "",
+             "| setting | comparison | ours | baseline | ratio | target |", "|---|---|---|---|---|---|"]
     if "overhead" in report:
         o = report["overhead"]
-        lines.append(f"| search overhead (gen tokens/s, median of {len(o['ratios'])}) | {o['search_tokens_per_s']:.0f} | raw vLLM {o['raw_tokens_per_s']:.0f} | {o['ratio']:.2f} (all: {', '.join(f'{r:.2f}' for r in o['ratios'])}) | {o['target']} |")
-    if "prefix" in report:
-        p = report["prefix"]
-        for name in ("vllm", "hf"):
-            c, f = p[f"{name}_cached"], p[f"{name}_full"]
-            share = p[f"{name}_wall_gain_share_of_theory"]
-            lines.append(f"| PRM prefix caching, {name} (tokens computed; s) | {c['tokens_computed']}; {c['seconds']:.2f}s | {f['tokens_computed']}; {f['seconds']:.2f}s "
-                         f"| tokens {p[f'{name}_token_ratio']:.2f}x, wall {p[f'{name}_wall_ratio']:.2f}x ({'' if share is None else f'{share:.0%} of theory'}) | {p['target']} |")
+        lines.append(f"| arith 1:1 | search overhead (gen tokens/s, median of {len(o['ratios'])}) | {o['search_tokens_per_s']:.0f} | raw vLLM {o['raw_tokens_per_s']:.0f} "
+                     f"| {o['ratio']:.2f} (all: {', '.join(f'{r:.2f}' for r in o['ratios'])}) | {o['target']} |")
+    for key, setting in (("prefix", "arith 1:1"), ("prefix-8x", "arith 8:1")):
+        if key in report:
+            p = report[key]
+            for name in ("vllm", "hf"):
+                c, f = p[f"{name}_cached"], p[f"{name}_full"]
+                share = p[f"{name}_wall_gain_share_of_theory"]
+                lines.append(f"| {setting} | PRM prefix caching, {name} (tokens computed; s) | {c['tokens_computed']}; {c['seconds']:.2f}s | {f['tokens_computed']}; {f['seconds']:.2f}s "
+                             f"| tokens {p[f'{name}_token_ratio']:.2f}x, wall {p[f'{name}_wall_ratio']:.2f}x ({'' if share is None else f'{share:.0%} of theory'}) | {p['target']} |")
     if "notebook" in report:
         nb = report["notebook"]
-        lines.append(f"| vs notebook greedy PRM search ({nb['problems']} problems) | {nb['ours_seconds']:.1f}s, acc {nb['ours_accuracy']:.0%} | {nb['notebook_seconds']:.1f}s, acc {nb['notebook_accuracy']:.0%} | {nb['speedup']:.1f}x | {nb['target']} |")
+        lines.append(f"| arith 1:1 | vs notebook greedy PRM search, each searching ({nb['problems']} problems) | {nb['ours_seconds']:.1f}s, acc {nb['ours_accuracy']:.0%} "
+                     f"| {nb['notebook_seconds']:.1f}s, acc {nb['notebook_accuracy']:.0%} | {nb['speedup']:.1f}x | {nb['target']} |")
+    if "notebook-smollm2" in report:
+        nb = report["notebook-smollm2"]
+        lines.append(f"| SmolLM2-135M + 135M PRM | vs notebook greedy PRM search, identical work ({nb['problems']} CHAMP problems, {nb['notebook']['paths_scored']} paths scored) "
+                     f"| {nb['ours_seconds']:.1f}s ({seconds(nb['ours_breakdown'])}) | {nb['notebook']['seconds']:.1f}s | {nb['speedup']:.1f}x | {nb['target']} |")
     if "sal" in report:
         s = report["sal"]
-        lines.append(f"| vs search-and-learn-style beam (vLLM PRM) | {s['ours_vllm']['seconds']:.1f}s, acc {s['ours_vllm']['accuracy']:.0%} | {s['sal_full_hf']['seconds']:.1f}s, acc {s['sal_full_hf']['accuracy']:.0%} | {s['speedup_vllm']:.1f}x | {s['target']} |")
-        lines.append(f"| vs search-and-learn-style beam (HF cached PRM) | {s['ours_hf']['seconds']:.1f}s, acc {s['ours_hf']['accuracy']:.0%} | {s['sal_full_hf']['seconds']:.1f}s | {s['speedup_hf']:.1f}x | {s['target']} |")
+        lines.append(f"| arith 1:1 | vs search-and-learn-style beam, each searching (vLLM PRM) | {s['ours_vllm']['seconds']:.1f}s, acc {s['ours_vllm']['accuracy']:.0%} "
+                     f"| {s['sal_full_hf']['seconds']:.1f}s, acc {s['sal_full_hf']['accuracy']:.0%} | {s['speedup_vllm']:.1f}x | {s['target']} |")
+        lines.append(f"| arith 1:1 | vs search-and-learn-style beam, each searching (HF cached PRM) | {s['ours_hf']['seconds']:.1f}s, acc {s['ours_hf']['accuracy']:.0%} "
+                     f"| {s['sal_full_hf']['seconds']:.1f}s | {s['speedup_hf']:.1f}x | {s['target']} |")
+    for key, setting, what in (("sal-8x", "arith 8:1", "9-operand problems"), ("sal-smollm2", "SmolLM2-135M + 135M PRM", "CHAMP problems")):
+        if key in report:
+            s = report[key]
+            sc = s["sal_scoring"]
+            lines.append(f"| {setting} | vs search-and-learn-style beam, identical work ({s['problems']} {what}; both scored the same {sc['paths']} paths in {sc['score_calls']} calls) "
+                         f"| {s['ours_seconds']:.1f}s ({seconds(s['ours_breakdown'])}) | {s['sal_seconds']:.1f}s ({seconds(s['sal_breakdown'])}) | {s['speedup']:.1f}x | {s['target']} |")
+            if "hf_cached_scoring" in s:
+                h = s["hf_cached_scoring"]
+                lines.append(f"| {setting} | the same score requests: our prefix-cached transformers scorer vs full recompute (tokens computed; s) "
+                             f"| {h['tokens_computed']}; {h['seconds']:.1f}s | {sc['tokens_computed']}; {sc['seconds']:.1f}s "
+                             f"| tokens {sc['tokens_computed'] / max(h['tokens_computed'], 1):.2f}x, wall {sc['seconds'] / h['seconds']:.2f}x | |")
     if "scaling" in report:
-        lines += ["", "| n | problems | wall s | generated tokens | PRM tokens computed | accuracy |", "|---|---|---|---|---|---|"]
+        lines += ["", "Countdown beam search, scaling (per problem):", "",
+                  "| n | problems | wall s | s / problem | generated tokens / problem | PRM tokens computed / problem | accuracy |", "|---|---|---|---|---|---|---|"]
         for r in report["scaling"]["rows"]:
-            lines.append(f"| {r['n']} | {r['problems']} | {r['seconds']:.1f} | {r['generated_tokens']} | {r['prm_tokens_computed']} | {r['accuracy']:.0%} |")
+            lines.append(f"| {r['n']} | {r['problems']} | {r['seconds']:.1f} | {r['seconds_per_problem']:.3f} | {r['tokens_per_problem']:.0f} | {r['prm_tokens_per_problem']:.0f} | {r['accuracy']:.0%} |")
     return "\n".join(lines)
 
 

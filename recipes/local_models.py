@@ -11,6 +11,11 @@
 - `rlhflow-prm-standin`: an RLHFlow-style token PRM (Llama-3.1-8B-PRM-Deepseek-Data's
   conventions: each step a user turn, "+"/"-" read where the assistant's reply starts, "+" as
   the reply to every earlier step), SmolLM2's tokenizer and chat template, tiny random weights.
+- `shepherd-prm-135m`: the Math-Shepherd-style stand-in at SmolLM2-135M's size (30 layers, width
+  576): a PRM as large as the real policy, for the benchmarks.
+- `arith-prm-8x`: a token PRM for the arith world (the shipped PRM's tokenizer and label tokens),
+  8 layers of width 512, ~27M parameters: 8x the shipped policy, as users pair a 1B policy with
+  an 8B PRM; random weights, for the benchmarks.
 - `qwen-prm-standin`: a Qwen2.5-Math-PRM-style PRM (`Qwen2ForProcessRewardModel`: a
   two-class head read at the step tag "<extra_0>", served through vLLM's pooling path),
   SmolLM2's tokenizer plus the tag, tiny random weights (head_dim 64: the CPU attention kernels refuse smaller).
@@ -71,21 +76,41 @@ def _tagged_tokenizer(tag: str):
     return tokenizer
 
 
-def save_tiny_llama(out: Path, tokenizer) -> None:
-    """A 2-layer Llama causal LM with random weights (seed 0) for the tokenizer, and the tokenizer."""
+TINY = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1)
+# SmolLM2-135M's shape (30 layers, width 576, 9 query and 3 KV heads of 64): a PRM of the policy's size
+SMOLLM2_135M = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3)
+# 8 times the shipped 3.4M arith policy (4 layers of width 256): 8 layers of width 512, ~27M parameters
+ARITH_8X = dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=8)
+
+
+def save_tiny_llama(out: Path, tokenizer, shape: dict = TINY, max_positions: int = 4096) -> None:
+    """A Llama causal LM of `shape` (default: 2 layers of width 128) with random weights (seed 0) for the tokenizer, and the tokenizer."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True)
+    config = LlamaConfig(vocab_size=len(tokenizer), max_position_embeddings=max_positions, head_dim=64,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True, **shape)
     LlamaForCausalLM(config).save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
 
 
 def build_shepherd_prm_standin(out: Path) -> None:
     save_tiny_llama(out, _tagged_tokenizer("ки"))
+
+
+def build_shepherd_prm_135m(out: Path) -> None:
+    """The Math-Shepherd-style stand-in at SmolLM2-135M's size (the benchmark's real-size setting)."""
+    save_tiny_llama(out, _tagged_tokenizer("ки"), SMOLLM2_135M)
+
+
+def build_arith_prm_8x(out: Path) -> None:
+    """A token PRM for the arith world, the shipped PRM's tokenizer and labels, 8x the policy's parameters."""
+    from transformers import AutoTokenizer
+
+    from engine.models import DEFAULT_PRM
+
+    save_tiny_llama(out, AutoTokenizer.from_pretrained(str(DEFAULT_PRM)), ARITH_8X, max_positions=1024)
 
 
 def build_rlhflow_prm_standin(out: Path) -> None:
@@ -123,6 +148,8 @@ BUILDERS = {
     "shepherd-prm-standin": build_shepherd_prm_standin,
     "qwen-prm-standin": build_qwen_prm_standin,
     "rlhflow-prm-standin": build_rlhflow_prm_standin,
+    "shepherd-prm-135m": build_shepherd_prm_135m,
+    "arith-prm-8x": build_arith_prm_8x,
 }
 
 

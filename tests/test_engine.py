@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from engine import HFPRM, VLLMPRM, Policy, PromptTooLongError, StepFormat, StepPath
-from engine.models import DEFAULT_POLICY, ModelDirError
+from engine.kv_pool import KVPool
+from engine.models import DEFAULT_POLICY, DEFAULT_PRM, ModelDirError
 from engine.prm import p_correct
 from problems import arith
 from strategies.base import check_compatible
@@ -183,3 +184,29 @@ def test_incomplete_model_directories_are_named(tmp_path):
         check_model_dir(d, "policy")
     with pytest.raises(ModelDirError, match="directory not found"):
         check_model_dir(tmp_path / "nope", "policy")
+
+
+def test_the_transformers_scorers_kv_pool_grows_evicts_and_stays_exact():
+    """Depth by depth through paths sharing prefixes: scores equal a plain forward pass
+    (reuse_kv=False) whether the pool grew to hold everything or had to evict, and a pool
+    that holds everything computes only the new tokens."""
+    problems = arith.load_split("dev")[:30]
+    plain = HFPRM(DEFAULT_PRM, reuse_kv=False)
+    small = HFPRM(DEFAULT_PRM, kv_tokens=300, batch_size=8)  # about two depths of these paths: evicts
+    grows = HFPRM(DEFAULT_PRM, batch_size=8)
+    grows.kv = KVPool(initial_tokens=64)  # starts tiny: doubles as it fills
+    computed = {"small": 0, "grows": 0, "new": 0}
+    for depth in range(1, 6):
+        paths = [StepPath(p.question, p.steps[:depth]) for p in problems if len(p.steps) >= depth]
+        expected = plain.score(paths)
+        assert expected.cost.prm_tokens_computed == expected.cost.prm_tokens_requested  # every path whole
+        for name, scorer in (("small", small), ("grows", grows)):
+            got = scorer.score(paths)
+            computed[name] += got.cost.prm_tokens_computed
+            assert max(abs(x - y) for xs, ys in zip(expected.scores, got.scores) for x, y in zip(xs, ys)) < 1e-5
+        parents = [StepPath(p.question, p.steps[: depth - 1]) for p in problems if len(p.steps) >= depth]
+        enc = plain.encoder
+        computed["new"] += sum(len(enc.path_ids(p.question, p.steps)[0]) - (len(enc.path_ids(q.question, q.steps)[0]) if depth > 1 else 0)
+                               for p, q in zip(paths, parents))
+    assert grows.kv.capacity > 64 and computed["grows"] == computed["new"]
+    assert computed["small"] > computed["new"]  # it evicted, recomputed, and stayed exact
