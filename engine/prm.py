@@ -25,7 +25,7 @@ same KV reuse as for token PRMs.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -284,11 +284,15 @@ class HFPRM(PrefixCachedScorer):
         """Batches of up to batch_size jobs, each resuming from its own cached prefix."""
         import torch
 
-        jobs = sorted(jobs, key=lambda job: len(job.ids) - self._cached_prefix(job)[0])  # similar numbers of new tokens together
+        # a prompt that several jobs need and the pool lacks is run once, first (siblings in one batch cannot share KV)
+        needed = Counter(tuple(job.ids[: job.prompt_len]) for job in jobs if self._cached_prefix(job)[0] < job.prompt_len)
+        prompts = [Job(list(ids), [], 0, len(ids)) for ids, count in needed.items() if count > 1 and self.reuse_kv]
         computed = 0
         with torch.no_grad():
-            for start in range(0, len(jobs), self.batch_size):  # prefixes looked up per batch: earlier batches may evict
-                computed += self._forward([(job, *self._cached_prefix(job)) for job in jobs[start : start + self.batch_size]])
+            for group in (prompts, jobs):
+                group = sorted(group, key=lambda job: len(job.ids) - self._cached_prefix(job)[0])  # similar numbers of new tokens together
+                for start in range(0, len(group), self.batch_size):  # prefixes looked up per batch: earlier batches may evict
+                    computed += self._forward([(job, *self._cached_prefix(job)) for job in group[start : start + self.batch_size]])
         return computed
 
     def _forward(self, batch: list) -> int:

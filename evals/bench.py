@@ -66,9 +66,10 @@ def fresh(policy: Policy, *scorers) -> None:
 class FullRecompute:
     """A PRM that recomputes every path in full every call, as search-and-learn-style loops do.
 
-    Wraps a scorer whose caches are cleared before each call; for the vLLM scorer pass one
-    built with prefix caching off (`no_cache_vllm_prm`), since vLLM would otherwise reuse
-    the blocks of one call's shorter prefixes for its longer ones."""
+    Wraps a scorer whose caches are cleared before each call and that keeps no KV: for
+    transformers `HFPRM(..., reuse_kv=False)`, for vLLM one built with prefix caching off
+    (`no_cache_vllm_prm`), since vLLM would otherwise reuse the blocks of one call's shorter
+    prefixes for its longer ones."""
 
     def __init__(self, scorer):
         self.scorer, self.fmt = scorer, scorer.fmt
@@ -194,9 +195,9 @@ def bench_notebook(problems, policy, prm, hf_prm, cfg) -> dict:
 # -- 4. a search-and-learn-style loop ---------------------------------------------------------
 
 
-def bench_sal(problems, policy, prm, hf_prm, cfg) -> dict:
+def bench_sal(problems, policy, prm, hf_prm, sal_prm, cfg) -> dict:
     report = {}
-    for name, scorer in (("sal_full_hf", FullRecompute(hf_prm)), ("ours_vllm", prm), ("ours_hf", hf_prm)):
+    for name, scorer in (("sal_full_hf", FullRecompute(sal_prm)), ("ours_vllm", prm), ("ours_hf", hf_prm)):
         fresh(policy, prm, hf_prm)
         t0 = time.perf_counter()
         results = get_strategy("beam").search(problems, policy, scorer, cfg)
@@ -304,9 +305,9 @@ def bench_notebook_replay(problems, policy, prm, hf_prm: HFPRM, cfg) -> dict:
 
 
 def bench_scaling(problems, policy, prm, cfg, ns, counts) -> dict:
-    """Beam search at each n on the first counts[0] problems, then at n = ns[0] on more problems."""
+    """Beam search at each n in `ns` on the first counts[0] problems, then at n = cfg.n on each count."""
     rows = []
-    for n, count in [(n, counts[0]) for n in ns] + [(ns[0], c) for c in counts[1:]]:
+    for n, count in dict.fromkeys([(n, counts[0]) for n in ns] + [(cfg.n, c) for c in counts]):
         fresh(policy, prm)
         subset = problems[:count]
         t0 = time.perf_counter()
@@ -326,8 +327,7 @@ def plot_scaling(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, fixed in ((axes[0], "n", "problems"), (axes[1], "problems", "n")):
-        base = rows[0][fixed]
+    for ax, key, fixed, base in ((axes[0], "n", "problems", rows[0]["problems"]), (axes[1], "problems", "n", rows[-1]["n"])):
         pts = sorted((r[key], r["seconds_per_problem"], r["tokens_per_problem"]) for r in rows if r[fixed] == base)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label="wall s / problem")
         ax2 = ax.twinx()
@@ -358,13 +358,15 @@ class Settings:
 
     def arith(self):
         recipe = load_recipe(RECIPES / "arith.yaml")
-        return recipe, recipe.policy(), recipe.prm(), HFPRM(recipe.prm_spec.path(), recipe.prm_spec.format, device=self.device)
+        path, fmt = recipe.prm_spec.path(), recipe.prm_spec.format
+        return (recipe, recipe.policy(), recipe.prm(), HFPRM(path, fmt, device=self.device),
+                HFPRM(path, fmt, device=self.device, reuse_kv=False))
 
     def arith_no_cache_vllm_prm(self):
         return no_cache_vllm_prm(load_recipe(RECIPES / "arith.yaml").prm_spec.path())
 
     def eight_x(self, model: str = "local:arith-prm-8x"):
-        recipe, policy, _, _ = self.get("arith")
+        recipe, policy, _, _, _ = self.get("arith")
         spec = replace(recipe.prm_spec, model=model)
         path = spec.path()
         return (policy, VLLMPRM(path, spec.format, recipe.engine_config()), HFPRM(path, spec.format, device=self.device),
@@ -395,13 +397,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="every comparison at CI size (a few problems, small n): checks it runs, not the ratios")
     parser.add_argument("--problems", type=int, default=48, help="arith problems per comparison (spread over the test split)")
     parser.add_argument("--notebook-problems", type=int, default=48, help="arith problems for the notebook comparison (it runs them one at a time)")
-    parser.add_argument("--smollm2-problems", type=int, default=8, help="CHAMP problems for the SmolLM2 comparisons")
-    parser.add_argument("--smollm2-notebook-problems", type=int, default=4, help="of those, how many the notebook replays (about 2 minutes each on 2 CPU cores)")
+    parser.add_argument("--smollm2-problems", type=int, default=16, help="CHAMP problems for the SmolLM2 comparisons")
+    parser.add_argument("--smollm2-notebook-problems", type=int, default=16, help="of those, how many the notebook's greedy search does (about a minute each on 2 CPU cores)")
     parser.add_argument("--prefix-operands", type=int, default=9, help="prefix and 8x comparisons: fresh problems of this many operands (9: depth-8 paths)")
     parser.add_argument("--n", type=int, default=16)
     parser.add_argument("--beam-width", type=int, default=4)
     parser.add_argument("--scaling-n", default="4,16,64,256")
-    parser.add_argument("--scaling-problems", default="64,256,800", help="the first is the problem count of the n sweep")
+    parser.add_argument("--scaling-problems", default="64,256,800", help="problem counts swept at --n; the first is also the count of the n sweep")
     parser.add_argument("--output", default="runs/bench")
     args = parser.parse_args(argv)
     only = args.only.split(",")
@@ -422,30 +424,33 @@ def main(argv: list[str] | None = None) -> None:
     deep = [Problem(p.id, p.question, str(p.answer), p.difficulty, "arith")  # depth = operands - 1
             for p in arith.fresh_problems(args.problems, seed=9, n_operands=args.prefix_operands)]
     if "overhead" in only:
-        _, policy, prm, _ = settings.get("arith")
+        _, policy, prm, _, _ = settings.get("arith")
         report["overhead"] = bench_overhead(problems, policy, prm, cfg)
     if "prefix" in only:
-        _, policy, prm, hf_prm = settings.get("arith")
-        report["prefix"] = bench_prefix(deep, policy, {"vllm": (prm, settings.get("arith-no-cache-vllm-prm")), "hf": (hf_prm, hf_prm)}, cfg)
+        _, policy, prm, hf_prm, hf_full = settings.get("arith")
+        report["prefix"] = bench_prefix(deep, policy, {"vllm": (prm, settings.get("arith-no-cache-vllm-prm")), "hf": (hf_prm, hf_full)}, cfg)
     if "prefix-8x" in only:
-        policy, prm, hf_prm, _ = settings.get("eight-x")
-        report["prefix-8x"] = bench_prefix(deep, policy, {"vllm": (prm, settings.get("eight-x-no-cache-vllm-prm")), "hf": (hf_prm, hf_prm)}, cfg)
+        policy, prm, hf_prm, hf_full = settings.get("eight-x")
+        report["prefix-8x"] = bench_prefix(deep, policy, {"vllm": (prm, settings.get("eight-x-no-cache-vllm-prm")), "hf": (hf_prm, hf_full)}, cfg)
     if "notebook" in only:
-        _, policy, prm, hf_prm = settings.get("arith")
+        _, policy, prm, hf_prm, _ = settings.get("arith")
         report["notebook"] = bench_notebook(spread(test, args.notebook_problems), policy, prm, hf_prm, cfg)
     if "sal" in only:
-        _, policy, prm, hf_prm = settings.get("arith")
-        report["sal"] = bench_sal(problems, policy, prm, hf_prm, cfg)
+        _, policy, prm, hf_prm, hf_full = settings.get("arith")
+        report["sal"] = bench_sal(problems, policy, prm, hf_prm, hf_full, cfg)
     if "sal-8x" in only:
         policy, prm, hf_prm, sal_prm = settings.get("eight-x")
         report["sal-8x"] = bench_sal_replay(deep, policy, prm, sal_prm, cfg, cached_hf=hf_prm)
     if {"notebook-smollm2", "sal-smollm2"} & set(only):
         recipe, policy, prm, sal_prm = settings.get("smollm2")
         champ = spread(load_problems("champ-numeric"), args.smollm2_problems)
-        # short searches: the notebook side costs about a second per token at this size on 2 CPU cores
-        steps, step_tokens = (2, 16) if args.quick else (4, 48)
-        smol_cfg = replace(SearchConfig(**recipe.search), n=min(args.n, 4), beam_width=min(args.beam_width, 2), max_steps=steps, max_step_tokens=step_tokens)
-        report["smollm2_config"] = {"n": smol_cfg.n, "beam_width": smol_cfg.beam_width, "max_steps": smol_cfg.max_steps, "max_step_tokens": smol_cfg.max_step_tokens}
+        # short searches (the notebook side costs a quarter of a second per token at this size on 2 CPU
+        # cores), over as many problems as ours batches at nearly the cost of one (a vLLM decoding step
+        # took 77, 80 and 91 ms for 4, 8 and 16 sequences here)
+        steps, step_tokens = (2, 16) if args.quick else (3, 48)
+        smol_cfg = replace(SearchConfig(**recipe.search), n=min(args.n, 4), beam_width=min(args.beam_width, 2), max_steps=steps,
+                           max_step_tokens=step_tokens, max_retries_per_step=1)
+        report["smollm2_config"] = {k: getattr(smol_cfg, k) for k in ("n", "beam_width", "max_steps", "max_step_tokens", "max_retries_per_step")}
         if "sal-smollm2" in only:
             report["sal-smollm2"] = bench_sal_replay(champ, policy, prm, sal_prm, smol_cfg)
         if "notebook-smollm2" in only:
@@ -457,7 +462,7 @@ def main(argv: list[str] | None = None) -> None:
         ns = [int(x) for x in args.scaling_n.split(",")]
         counts = [int(x) for x in args.scaling_problems.split(",")]
         pool = spread(load_problems(recipe.dataset), max(counts))
-        report["scaling"] = bench_scaling(pool, policy, prm, replace(SearchConfig(**recipe.search), beam_width=args.beam_width), ns, counts)
+        report["scaling"] = bench_scaling(pool, policy, prm, replace(SearchConfig(**recipe.search), n=args.n, beam_width=args.beam_width), ns, counts)
         plot_scaling(report["scaling"]["rows"], out / "scaling.png")
     (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "bench.md").write_text(markdown(report) + "\n")

@@ -22,7 +22,7 @@ def test_overhead_replays_the_same_batches(policy, vllm_prm):
 
 def test_prefix_caching_computes_fewer_tokens_than_full_recompute(policy, vllm_prm, hf_prm):
     deep = arith.fresh_problems(3, seed=9, n_operands=6)
-    report = bench.bench_prefix(deep, policy, {"vllm": (vllm_prm, vllm_prm), "hf": (hf_prm, hf_prm)}, CFG)
+    report = bench.bench_prefix(deep, policy, {"vllm": (vllm_prm, vllm_prm), "hf": (hf_prm, HFPRM(DEFAULT_PRM, reuse_kv=False))}, CFG)
     assert report["max_depth"] >= 4
     for name in ("vllm", "hf"):
         cached, full = report[f"{name}_cached"], report[f"{name}_full"]
@@ -36,7 +36,7 @@ def test_notebook_baseline_and_sal_loop_run(policy, vllm_prm, hf_prm):
     problems = load_problems("arith-test")[:2]  # 2 operands: quick for the naive loop
     nb = bench.bench_notebook(problems, policy, vllm_prm, hf_prm, SearchConfig(max_retries_per_step=1))
     assert nb["notebook_seconds"] > 0 and nb["ours_seconds"] > 0 and nb["notebook_accuracy"] == 1.0
-    sal = bench.bench_sal(problems, policy, vllm_prm, hf_prm, CFG)
+    sal = bench.bench_sal(problems, policy, vllm_prm, hf_prm, HFPRM(DEFAULT_PRM, reuse_kv=False), CFG)
     assert sal["sal_full_hf"]["accuracy"] == sal["ours_hf"]["accuracy"] == 1.0 and sal["speedup_vllm"] > 0
 
 

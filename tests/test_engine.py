@@ -196,7 +196,7 @@ def test_the_transformers_scorers_kv_pool_grows_evicts_and_stays_exact():
     grows = HFPRM(DEFAULT_PRM, batch_size=8)
     grows.kv = KVPool(initial_tokens=64)  # starts tiny: doubles as it fills
     computed = {"small": 0, "grows": 0, "new": 0}
-    for depth in range(1, 6):
+    for depth in range(1, max(len(p.steps) for p in problems) + 1):
         paths = [StepPath(p.question, p.steps[:depth]) for p in problems if len(p.steps) >= depth]
         expected = plain.score(paths)
         assert expected.cost.prm_tokens_computed == expected.cost.prm_tokens_requested  # every path whole
