@@ -13,8 +13,9 @@ the layout a DynamicCache past of width B would give, so transformers' ordinary 
 and explicit position_ids apply unchanged. Per layer that is one gather and one scatter for
 the whole batch, where concatenating padded per-path tensors copied every prefix in and out.
 
-When the pool is full it grows (doubling) up to `max_tokens`; past that, the least recently
-used prefixes are forgotten and their slots reused (slots some kept prefix still holds stay).
+The pool starts at 65,536 tokens, allocated but not written (the memory is mapped as slots
+fill), and doubles when full up to `max_tokens`; past that, the least recently used prefixes
+are forgotten and their slots reused (slots some kept prefix still holds stay).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from transformers.cache_utils import Cache, CacheLayerMixin
 
 
 class KVPool:
-    def __init__(self, max_tokens: int = 1 << 18, initial_tokens: int = 1 << 12, device: str = "cpu"):
+    def __init__(self, max_tokens: int = 1 << 18, initial_tokens: int = 1 << 16, device: str = "cpu"):
         self.max_tokens, self.device = max_tokens, device
         self.capacity = min(initial_tokens, max_tokens)
         self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []  # allocated at the first write, per layer
@@ -67,7 +68,7 @@ class KVPool:
         self.free = torch.cat([self.free, torch.arange(old, self.capacity, device=self.device)])
 
     def _resized(self, tensor: torch.Tensor) -> torch.Tensor:
-        bigger = tensor.new_zeros((self.capacity, *tensor.shape[1:]))
+        bigger = tensor.new_empty((self.capacity, *tensor.shape[1:]))
         bigger[: len(tensor)] = tensor
         return bigger
 
@@ -82,10 +83,13 @@ class KVPool:
         self.free = torch.nonzero(~held).flatten()
 
     def tensors(self, layer: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Layer `layer`'s key and value pools, allocated (zeros) from the first keys written."""
+        """Layer `layer`'s key and value pools, allocated from the first keys written. Uninitialized
+        (memory is only mapped when written): a row reads slots it wrote, or slot 0, which is zero."""
         while len(self.layers) <= layer:
             shape = (self.capacity, like.shape[1], like.shape[3])  # like: [batch, kv_heads, tokens, head_dim]
-            self.layers.append((like.new_zeros(shape), like.new_zeros(shape)))
+            keys, values = like.new_empty(shape), like.new_empty(shape)
+            keys[0], values[0] = 0, 0
+            self.layers.append((keys, values))
         return self.layers[layer]
 
 
