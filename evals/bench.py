@@ -1,7 +1,7 @@
 """Benchmarks: speed ratios against the baselines a user would otherwise use.
 
     python -m evals.bench                                   # everything (~40 minutes on 2 CPU cores)
-    python -m evals.bench --quick                           # every comparison at CI size (~3 minutes)
+    python -m evals.bench --quick                           # every comparison at CI size (checks they run, not the ratios)
     python -m evals.bench --only sal-8x,notebook-smollm2 --output runs/bench
 
 Three model pairs ("settings"):
