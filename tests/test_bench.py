@@ -75,10 +75,12 @@ def test_cli_help_and_bad_comparison():
 
 
 def test_quick_8x_setting_end_to_end(tmp_path):
-    """The 8:1 setting as a user runs it: builds the 27M PRM stand-in, both comparisons, the report."""
-    run = subprocess.run([sys.executable, "-m", "evals.bench", "--quick", "--only", "prefix-8x,sal-8x", "--output", str(tmp_path)],
+    """The 8:1 setting as a user runs it: builds the 27M PRM stand-in, replays our search's work, writes the report."""
+    run = subprocess.run([sys.executable, "-m", "evals.bench", "--quick", "--only", "sal-8x", "--output", str(tmp_path)],
                          capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads((tmp_path / "bench.json").read_text())
-    assert report["sal-8x"]["sal_scoring"]["paths"] > 0 and report["prefix-8x"]["hf_token_ratio"] > 1
+    sal = report["sal-8x"]
+    assert sal["sal_scoring"]["paths"] == sal["hf_cached_scoring"]["paths"] > 0
+    assert sal["hf_cached_scoring"]["tokens_computed"] < sal["sal_scoring"]["tokens_computed"]
     assert "arith 8:1" in (tmp_path / "bench.md").read_text()
