@@ -96,9 +96,9 @@ class KVPool:
 class PooledLayer(CacheLayerMixin):
     """One layer of a forward: write the batch's new KV into the pool, return every row's past + new."""
 
-    def __init__(self, pool: KVPool, layer: int, batch: "PooledBatch"):
+    def __init__(self, batch: "PooledBatch", layer: int):
         super().__init__()
-        self.pool, self.layer, self.batch = pool, layer, batch
+        self.pool, self.layer, self.batch = batch.pool, layer, batch
 
     def lazy_initialization(self, key_states, value_states) -> None:
         pass
@@ -128,6 +128,7 @@ class PooledBatch:
     `rows_slots[i]` afterwards holds row i's whole path (past + new), to remember its prefixes under."""
 
     def __init__(self, pool: KVPool, pasts: list[torch.Tensor], lengths: list[int]):
+        self.pool = pool
         self.past, width = max(len(p) for p in pasts), max(lengths)
         new = pool.allocate(sum(lengths), keep=pasts)
         device = new.device
@@ -142,5 +143,5 @@ class PooledBatch:
             self.rows_slots.append(torch.cat([past, mine]))
         self.read = torch.cat(read)
 
-    def cache(self, pool: KVPool, layers: int) -> Cache:
-        return Cache(layers=[PooledLayer(pool, layer, self) for layer in range(layers)])
+    def cache(self, layers: int) -> Cache:
+        return Cache(layers=[PooledLayer(self, layer) for layer in range(layers)])

@@ -315,7 +315,7 @@ class HFPRM(PrefixCachedScorer):
         if self.reuse_kv:
             empty = torch.zeros(0, dtype=torch.long, device=self.device)
             pooled = PooledBatch(self.kv, [empty if slots is None else slots for _, _, slots in batch], [len(x) for x in suffixes])
-            cache = pooled.cache(self.kv, self.model.config.num_hidden_layers)
+            cache = pooled.cache(self.model.config.num_hidden_layers)
             out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, past_key_values=cache, use_cache=True)
         else:
             out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=False)

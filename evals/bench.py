@@ -215,6 +215,7 @@ def timed_search(strategy: str, problems, policy, prm, cfg) -> dict:
     return {"results": results, "generate_calls": calls, "score_calls": recorder.calls, "seconds": wall,
             "breakdown": {"policy": policy_s, "prm": prm_s, "bookkeeping": wall - policy_s - prm_s},
             "generated_tokens": round(sum(r.cost.generated_tokens for r in results)),
+            "prm_tokens_requested": round(sum(r.cost.prm_tokens_requested for r in results)),
             "prm_tokens_computed": round(sum(r.cost.prm_tokens_computed for r in results))}
 
 
@@ -245,8 +246,7 @@ def bench_sal_replay(problems, policy, prm, sal_prm: HFPRM, cfg, cached_hf: HFPR
     policy.replay(ours["generate_calls"])
     generation = time.perf_counter() - t0
     scoring = rescore(ours["score_calls"], sal_prm, full=True)
-    requested = sum(len(sal_prm.encoder.path_ids(p.question, p.steps)[0]) for call in ours["score_calls"] for p in call)
-    assert scoring["tokens_requested"] == requested  # the baseline scored exactly our paths
+    assert scoring["tokens_requested"] == ours["prm_tokens_requested"]  # the baseline scored exactly our paths
     report = {"problems": len(problems), "ours_seconds": ours["seconds"], "ours_breakdown": ours["breakdown"],
               "ours_accuracy": accuracy(problems, ours["results"]), "generated_tokens": ours["generated_tokens"],
               "ours_prm_tokens_computed": ours["prm_tokens_computed"],
@@ -278,7 +278,7 @@ def notebook_replay(score_calls, policy_model, policy_encoder, prm: HFPRM) -> di
                 policy_model(torch.tensor([ids[:t]], device=device)).logits[0, -1]
                 forwards += 1
                 policy_tokens += t
-            prm_ids, seps = prm.encoder.path_ids(path.question, path.steps)
+            prm_ids, _ = prm.encoder.path_ids(path.question, path.steps)
             prm.model(torch.tensor([prm_ids], device=device))  # the PRM re-reads everything
     return {"seconds": time.perf_counter() - t0, "problems": len(by_problem), "policy_forwards": forwards, "policy_tokens_run": policy_tokens,
             "paths_scored": sum(len(p) for p in by_problem.values())}
