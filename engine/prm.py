@@ -311,21 +311,29 @@ class HFPRM(PrefixCachedScorer):
         input_ids = torch.tensor([x + [self.pad_id] * (W - len(x)) for x in suffixes], device=self.device)
         position_ids = torch.tensor([[b + t for t in range(W)] for b in bs], device=self.device)
         mask = torch.tensor([[1] * b + [0] * (B - b) + [1] * len(x) + [0] * (W - len(x)) for b, x in zip(bs, suffixes)], device=self.device)
-        pooled = None
+        pooled, kwargs = None, {"use_cache": False}
         if self.reuse_kv:
             empty = torch.zeros(0, dtype=torch.long, device=self.device)
             pooled = PooledBatch(self.kv, [empty if slots is None else slots for _, _, slots in batch], [len(x) for x in suffixes])
-            cache = pooled.cache(self.model.config.num_hidden_layers)
-            out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, past_key_values=cache, use_cache=True)
-        else:
-            out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=False)
-        if self.head is None:  # token PRM: the Positive and Negative logits
-            logits = out.logits[:, :, [self.encoder.positive_id, self.encoder.negative_id]].float().cpu()
-        else:  # classifier: the head's [wrong, right] logits, as (right, wrong) for p_correct
-            logits = self.head(out.last_hidden_state.float())[:, :, [1, 0]].cpu()
+            kwargs = {"past_key_values": pooled.cache(self.model.config.num_hidden_layers), "use_cache": True}
+        trunk = self.model if self.head is not None else self.model.get_decoder()
+        hidden = trunk(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, **kwargs).last_hidden_state
+        # the head only where a score is read (the new SEPs): the LM head over every position of a
+        # large-vocabulary PRM would cost more than its trunk, and the logits tensor more memory
+        rows = [(i, s - b) for i, (job, b, _) in enumerate(batch) for s in job.seps[job.first :]]
+        scores = iter([])
+        if rows:
+            at_seps = hidden[torch.tensor(rows, device=self.device).T.unbind()]
+            if self.head is None:  # token PRM: the Positive and Negative logits
+                logits = self.model.get_output_embeddings()(at_seps)[:, [self.encoder.positive_id, self.encoder.negative_id]].float()
+                cap = getattr(self.model.config, "final_logit_softcapping", None)
+                logits = torch.tanh(logits / cap) * cap if cap else logits
+            else:  # classifier: the head's [wrong, right] logits, as (right, wrong) for p_correct
+                logits = self.head(at_seps.float())[:, [1, 0]]
+            scores = iter(logits.cpu().tolist())
         for i, (job, b, _) in enumerate(batch):
             for s in job.seps[job.first :]:
-                self.memo.put(tuple(job.ids[: s + 1]), p_correct(*logits[i, s - b].tolist()))
+                self.memo.put(tuple(job.ids[: s + 1]), p_correct(*next(scores)))
             if pooled is not None:  # the prompt (siblings share it) and every scored step's prefix (children extend them)
                 slots = pooled.rows_slots[i]
                 for end in dict.fromkeys([job.prompt_len] + [s + 1 for s in job.seps] + [len(job.ids)]):

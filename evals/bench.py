@@ -119,17 +119,25 @@ def recorded_score_calls(problems, policy, prm, cfg) -> list[list[StepPath]]:
     return recorder.calls
 
 
-def bench_prefix(problems, policy, scorers: dict, cfg) -> dict:
-    """scorers: name -> (prefix-cached scorer, the same model keeping no KV)."""
+def bench_prefix(problems, policy, scorers: dict, cfg, trials: int = 3) -> dict:
+    """scorers: name -> (prefix-cached scorer, the same model keeping no KV). Each side runs the
+    recorded requests `trials` times, interleaved with the other's; the trial with the median
+    wall ratio is reported, with every trial's share of the token ratio (this machine is noisy)."""
     calls = recorded_score_calls(problems, policy, scorers["vllm"][0], cfg)
-    report = {"score_calls": len(calls), "max_depth": max(len(p.steps) for c in calls for p in c)}
+    report = {"score_calls": len(calls), "max_depth": max(len(p.steps) for c in calls for p in c), "trials": trials}
     for name, (scorer, uncached) in scorers.items():
-        report[f"{name}_cached"], report[f"{name}_full"] = rescore(calls, scorer, full=False), rescore(calls, uncached, full=True)
-        cached, full = report[f"{name}_cached"], report[f"{name}_full"]
-        theory = full["tokens_computed"] / max(cached["tokens_computed"], 1)
-        gain = full["seconds"] / cached["seconds"]
-        report[f"{name}_token_ratio"], report[f"{name}_wall_ratio"] = theory, gain
-        report[f"{name}_wall_gain_share_of_theory"] = (gain - 1) / (theory - 1) if theory > 1 else None
+        runs = []
+        for _ in range(trials):
+            cached, full = rescore(calls, scorer, full=False), rescore(calls, uncached, full=True)
+            theory = full["tokens_computed"] / max(cached["tokens_computed"], 1)
+            gain = full["seconds"] / cached["seconds"]
+            runs.append({"cached": cached, "full": full, "token_ratio": theory, "wall_ratio": gain,
+                         "share": (gain - 1) / (theory - 1) if theory > 1 else None})
+        median = sorted(runs, key=lambda r: r["wall_ratio"])[len(runs) // 2]
+        report[f"{name}_cached"], report[f"{name}_full"] = median["cached"], median["full"]
+        report[f"{name}_token_ratio"], report[f"{name}_wall_ratio"] = median["token_ratio"], median["wall_ratio"]
+        report[f"{name}_wall_gain_share_of_theory"] = median["share"]
+        report[f"{name}_trial_shares"] = [r["share"] for r in runs]
     report["target"] = "wall-time gain >= 70% of the theoretical token ratio"
     return report
 
@@ -394,6 +402,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smollm2-problems", type=int, default=16, help="CHAMP problems for the SmolLM2 comparisons")
     parser.add_argument("--smollm2-notebook-problems", type=int, default=16, help="of those, how many the notebook's greedy search does (about a minute each on 2 CPU cores)")
     parser.add_argument("--prefix-operands", type=int, default=9, help="prefix and 8x comparisons: fresh problems of this many operands (9: depth-8 paths)")
+    parser.add_argument("--trials", type=int, default=3, help="prefix comparisons: interleaved trials per side (the median is reported)")
     parser.add_argument("--n", type=int, default=16)
     parser.add_argument("--beam-width", type=int, default=4)
     parser.add_argument("--scaling-n", default="4,16,64,256")
@@ -406,7 +415,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown comparison(s) {', '.join(unknown)}; choose from {', '.join(COMPARISONS)}")
     if args.quick:
         args.problems = args.notebook_problems = 4
-        args.smollm2_problems, args.smollm2_notebook_problems, args.prefix_operands = 2, 1, 5
+        args.smollm2_problems, args.smollm2_notebook_problems, args.prefix_operands, args.trials = 2, 1, 5, 1
         args.n, args.beam_width, args.scaling_n, args.scaling_problems = 4, 2, "2,4", "4,8"
 
     device = "cuda" if torch.cuda.is_available() else "cpu"  # the transformers sides run where vLLM does
@@ -422,10 +431,10 @@ def main(argv: list[str] | None = None) -> None:
         report["overhead"] = bench_overhead(problems, policy, prm, cfg)
     if "prefix" in only:
         _, policy, prm, hf_prm, hf_full = settings.get("arith")
-        report["prefix"] = bench_prefix(deep, policy, {"vllm": (prm, settings.get("arith-no-cache-vllm-prm")), "hf": (hf_prm, hf_full)}, cfg)
+        report["prefix"] = bench_prefix(deep, policy, {"vllm": (prm, settings.get("arith-no-cache-vllm-prm")), "hf": (hf_prm, hf_full)}, cfg, args.trials)
     if "prefix-8x" in only:
         policy, prm, hf_prm, hf_full = settings.get("eight-x")
-        report["prefix-8x"] = bench_prefix(deep, policy, {"vllm": (prm, settings.get("eight-x-no-cache-vllm-prm")), "hf": (hf_prm, hf_full)}, cfg)
+        report["prefix-8x"] = bench_prefix(deep, policy, {"vllm": (prm, settings.get("eight-x-no-cache-vllm-prm")), "hf": (hf_prm, hf_full)}, cfg, args.trials)
     if "notebook" in only:
         _, policy, prm, hf_prm, _ = settings.get("arith")
         report["notebook"] = bench_notebook(spread(test, args.notebook_problems), policy, prm, hf_prm, cfg)
@@ -467,6 +476,12 @@ def seconds(breakdown: dict) -> str:
     return ", ".join(f"{k} {v:.1f}" for k, v in breakdown.items())
 
 
+def trial_note(shares: list | None) -> str:
+    if not shares or len(shares) < 2 or None in shares:
+        return ""
+    return f"; median of {len(shares)} trials: {', '.join(f'{x:.0%}' for x in shares)}"
+
+
 def row(*cells) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
@@ -483,7 +498,8 @@ def markdown(report: dict) -> str:
             p = report[key]
             c, f, share = p[f"{name}_cached"], p[f"{name}_full"], p[f"{name}_wall_gain_share_of_theory"]
             lines.append(row(setting, f"PRM prefix caching, {name} (tokens computed; s)", f"{c['tokens_computed']}; {c['seconds']:.2f}s", f"{f['tokens_computed']}; {f['seconds']:.2f}s",
-                             f"tokens {p[f'{name}_token_ratio']:.2f}x, wall {p[f'{name}_wall_ratio']:.2f}x ({'' if share is None else f'{share:.0%} of theory'})", p["target"]))
+                             f"tokens {p[f'{name}_token_ratio']:.2f}x, wall {p[f'{name}_wall_ratio']:.2f}x ({'' if share is None else f'{share:.0%} of theory'}"
+                             f"{trial_note(p.get(f'{name}_trial_shares'))})", p["target"]))
     if "notebook" in report:
         nb = report["notebook"]
         lines.append(row("arith 1:1", f"vs notebook greedy PRM search, each searching ({nb['problems']} problems)", f"{nb['ours_seconds']:.1f}s, acc {nb['ours_accuracy']:.0%}",

@@ -22,14 +22,16 @@ def test_overhead_replays_the_same_batches(policy, vllm_prm):
 
 def test_prefix_caching_computes_fewer_tokens_than_full_recompute(policy, vllm_prm, hf_prm):
     deep = arith.fresh_problems(3, seed=9, n_operands=6)
-    report = bench.bench_prefix(deep, policy, {"vllm": (vllm_prm, vllm_prm), "hf": (hf_prm, HFPRM(DEFAULT_PRM, reuse_kv=False))}, CFG)
-    assert report["max_depth"] >= 4
+    report = bench.bench_prefix(deep, policy, {"vllm": (vllm_prm, vllm_prm), "hf": (hf_prm, HFPRM(DEFAULT_PRM, reuse_kv=False))}, CFG, trials=2)
+    assert report["max_depth"] >= 4 and len(report["hf_trial_shares"]) == 2
     for name in ("vllm", "hf"):
         cached, full = report[f"{name}_cached"], report[f"{name}_full"]
         assert cached["tokens_requested"] == full["tokens_requested"]  # the same score calls
         assert cached["tokens_computed"] < full["tokens_computed"] <= full["tokens_requested"]
     # the transformers scorer computes exactly the new tokens; its full baseline, every requested token
     assert report["hf_full"]["tokens_computed"] == report["hf_full"]["tokens_requested"]
+    table = bench.markdown({"device": "CPU", "quick": True, "n": CFG.n, "beam_width": CFG.beam_width, "prefix": report})
+    assert table.count("PRM prefix caching") == 2 and "median of 2 trials" in table
 
 
 def test_notebook_baseline_and_sal_loop_run(policy, vllm_prm, hf_prm):
