@@ -120,15 +120,15 @@ def recorded_score_calls(problems, policy, prm, cfg) -> list[list[StepPath]]:
 
 
 def bench_prefix(problems, policy, scorers: dict, cfg, trials: int = 3) -> dict:
-    """scorers: name -> (prefix-cached scorer, the same model keeping no KV). Each side runs the
-    recorded requests `trials` times, interleaved with the other's; the trial with the median
-    wall ratio is reported, with every trial's share of the token ratio (this machine is noisy)."""
+    """scorers: name -> (prefix-cached scorer, the same model keeping no KV). The two sides run
+    the recorded requests interleaved call by call (`paired_rescore`), `trials` times; the trial
+    with the median wall ratio is reported, with every trial's share of the token ratio."""
     calls = recorded_score_calls(problems, policy, scorers["vllm"][0], cfg)
     report = {"score_calls": len(calls), "max_depth": max(len(p.steps) for c in calls for p in c), "trials": trials}
     for name, (scorer, uncached) in scorers.items():
         runs = []
         for _ in range(trials):
-            cached, full = rescore(calls, scorer, full=False), rescore(calls, uncached, full=True)
+            cached, full = paired_rescore(calls, scorer, uncached)
             theory = full["tokens_computed"] / max(cached["tokens_computed"], 1)
             gain = full["seconds"] / cached["seconds"]
             runs.append({"cached": cached, "full": full, "token_ratio": theory, "wall_ratio": gain,
@@ -241,6 +241,28 @@ def rescore(score_calls: list[list[StepPath]], scorer, full: bool) -> dict:
             cost = scorer.score(call).cost
             paths, computed, requested = paths + len(call), computed + cost.prm_tokens_computed, requested + cost.prm_tokens_requested
     return {"seconds": time.perf_counter() - t0, "score_calls": len(score_calls), "paths": paths, "tokens_requested": requested, "tokens_computed": computed}
+
+
+def paired_rescore(score_calls: list[list[StepPath]], cached, full) -> tuple[dict, dict]:
+    """`rescore` of both sides at once, alternating call by call (the cached scorer keeping its
+    memory across calls, the full one forgetting before each), so that this shared machine's
+    slow spells fall on both sides alike rather than on whichever ran during them."""
+    rescore(score_calls, cached, full=False)  # warm-ups, as rescore's
+    rescore(score_calls[:2], full, full=True)
+    cached.reset_caches()
+    sides = [(cached, False, {"seconds": 0.0, "paths": 0, "tokens_requested": 0, "tokens_computed": 0}),
+             (full, True, {"seconds": 0.0, "paths": 0, "tokens_requested": 0, "tokens_computed": 0})]
+    for call in score_calls:
+        for scorer, forget, totals in sides:
+            if forget:
+                scorer.reset_caches()
+            t0 = time.perf_counter()
+            cost = scorer.score(call).cost
+            totals["seconds"] += time.perf_counter() - t0
+            totals["paths"] += len(call)
+            totals["tokens_requested"] += cost.prm_tokens_requested
+            totals["tokens_computed"] += cost.prm_tokens_computed
+    return tuple({**totals, "score_calls": len(score_calls)} for _, _, totals in sides)
 
 
 def bench_sal_replay(problems, policy, prm, sal_prm: HFPRM, cfg, cached_hf: HFPRM | None = None, target: str = ">= 4x, identical work") -> dict:
