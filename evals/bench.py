@@ -1,6 +1,6 @@
 """Benchmarks: speed ratios against the baselines a user would otherwise use.
 
-    python -m evals.bench                                   # everything (~40 minutes on 2 CPU cores)
+    python -m evals.bench                                   # everything (~60 minutes on 2 CPU cores)
     python -m evals.bench --quick                           # every comparison at CI size (checks they run, not the ratios)
     python -m evals.bench --only sal-8x,notebook-smollm2 --output runs/bench
 
@@ -15,7 +15,8 @@ reports are ratios (these machines are noisy):
   overhead           (arith) tokens/s of a full beam search (PRM time taken out) vs raw vLLM
                      `generate` replaying the very same batches;
   prefix, prefix-8x  scoring every step of a depth-8 beam search (9-operand problems) with the
-                     prefix-cached scorers vs recomputing every path in full, tokens and wall time;
+                     prefix-cached scorers vs recomputing every path in full, tokens and wall time
+                     (the two sides interleaved call by call, --trials times, the median reported);
   notebook           (arith) the course notebook's greedy PRM search (transformers, one token per
                      full forward pass, the PRM re-reading the whole sequence after every step, one
                      problem at a time) vs our greedy_retry, each searching for itself (equal accuracy);
