@@ -43,7 +43,7 @@ from pathlib import Path
 
 import torch
 
-from engine import HFPRM, VLLMPRM, EngineConfig, Policy, StepPath
+from engine import HFPRM, VLLMPRM, Cost, EngineConfig, Policy, StepPath
 from engine.prm import RecordingPRM
 from problems import arith
 from problems.datasets import Problem, load_problems
@@ -232,38 +232,37 @@ def rescore(score_calls: list[list[StepPath]], scorer, full: bool) -> dict:
     """Send the recorded score requests to `scorer` in order (full: forgetting everything before
     each), timed in steady state: a cached scorer runs the whole sequence once first (in a long
     run its KV memory is mapped once, then reused), a full one its first two calls."""
-    for timed in (False, True):
-        scorer.reset_caches()
-        paths = computed = requested = 0
-        t0 = time.perf_counter()
-        for call in score_calls if timed or not full else score_calls[:2]:
-            if full:
-                scorer.reset_caches()
-            cost = scorer.score(call).cost
-            paths, computed, requested = paths + len(call), computed + cost.prm_tokens_computed, requested + cost.prm_tokens_requested
-    return {"seconds": time.perf_counter() - t0, "score_calls": len(score_calls), "paths": paths, "tokens_requested": requested, "tokens_computed": computed}
+    return rescore_interleaved(score_calls, [(scorer, full)])[0]
 
 
 def paired_rescore(score_calls: list[list[StepPath]], cached, full) -> tuple[dict, dict]:
-    """`rescore` of both sides at once, alternating call by call (the cached scorer keeping its
-    memory across calls, the full one forgetting before each), so that this shared machine's
-    slow spells fall on both sides alike rather than on whichever ran during them."""
-    rescore(score_calls, cached, full=False)  # warm-ups, as rescore's
-    rescore(score_calls[:2], full, full=True)
-    cached.reset_caches()
-    sides = [(cached, False, {"seconds": 0.0, "paths": 0, "tokens_requested": 0, "tokens_computed": 0}),
-             (full, True, {"seconds": 0.0, "paths": 0, "tokens_requested": 0, "tokens_computed": 0})]
+    """`rescore` of a cached scorer and a full one at once, alternating call by call, so that this
+    shared machine's slow spells fall on both sides alike rather than on whichever ran during them."""
+    return tuple(rescore_interleaved(score_calls, [(cached, False), (full, True)]))
+
+
+def rescore_interleaved(score_calls: list[list[StepPath]], sides: list[tuple]) -> list[dict]:
+    """`rescore` for each (scorer, full) side, each warmed up first, then timed call by call in turn."""
+    def send(scorer, full: bool, call) -> Cost:
+        if full:
+            scorer.reset_caches()
+        return scorer.score(call).cost
+
+    for scorer, full in sides:
+        scorer.reset_caches()
+        for call in score_calls[:2] if full else score_calls:
+            send(scorer, full, call)
+        scorer.reset_caches()
+    totals = [{"seconds": 0.0, "score_calls": len(score_calls), "paths": 0, "tokens_requested": 0, "tokens_computed": 0} for _ in sides]
     for call in score_calls:
-        for scorer, forget, totals in sides:
-            if forget:
-                scorer.reset_caches()
+        for (scorer, full), total in zip(sides, totals):
             t0 = time.perf_counter()
-            cost = scorer.score(call).cost
-            totals["seconds"] += time.perf_counter() - t0
-            totals["paths"] += len(call)
-            totals["tokens_requested"] += cost.prm_tokens_requested
-            totals["tokens_computed"] += cost.prm_tokens_computed
-    return tuple({**totals, "score_calls": len(score_calls)} for _, _, totals in sides)
+            cost = send(scorer, full, call)
+            total["seconds"] += time.perf_counter() - t0
+            total["paths"] += len(call)
+            total["tokens_requested"] += cost.prm_tokens_requested
+            total["tokens_computed"] += cost.prm_tokens_computed
+    return totals
 
 
 def bench_sal_replay(problems, policy, prm, sal_prm: HFPRM, cfg, cached_hf: HFPRM | None = None, target: str = ">= 4x, identical work") -> dict:
