@@ -182,11 +182,15 @@ def test_countdown_prm_data_is_rollouts_random_paths_search_states_sibling_sets_
     seed = cfg.seed + 71_000
     assert claimed == countdown.claimed_walks(countdown.fresh_problems(5, seed=seed), cfg.claimed_per_problem, seed=seed)
 
-    # train elsewhere on those files: a fresh PRM of its own size, stopped by --max_train_minutes
+    # train elsewhere on those files: a fresh PRM of its own size, stopped by --max_train_minutes, its
+    # cosine run over that time (--schedule_by_time): the last step's learning rate is near zero
     trainer = train(PRMConfig(output_dir=str(tmp_path / "fresh"), init_model="fresh", hidden_size=32, num_layers=1, num_heads=2,
                               intermediate_size=64, train_file=str(rollouts / "train.jsonl"), eval_file=str(rollouts / "dev.jsonl"),
-                              max_steps=10**6, max_train_minutes=0.01, per_device_train_batch_size=8, disable_tqdm=True))
+                              max_steps=10**6, max_train_minutes=0.01, schedule_by_time=True, warmup_steps=1, learning_rate=1e-3,
+                              per_device_train_batch_size=8, disable_tqdm=True))
     assert 1 <= trainer.state.global_step < 10**6
+    assert isinstance(trainer.lr_scheduler, torch.optim.lr_scheduler.LambdaLR) and trainer.lr_scheduler.last_epoch >= 1
+    assert trainer.lr_scheduler.get_last_lr()[0] < 1e-4  # a tenth of the peak: annealed by the clock, not by max_steps
     assert trainer.model.config.num_hidden_layers == 1 and (tmp_path / "fresh" / "prm_eval.json").is_file()
 
 

@@ -30,6 +30,7 @@ class StepTrainingArguments(TrainingArguments):
     negative: str = field(default=StepFormat.negative, metadata={"help": "PRM label token for a wrong step."})
     prompt_template: str = field(default=StepFormat.prompt_template, metadata={"help": "Prompt template with {question}."})
     max_train_minutes: float | None = field(default=None, metadata={"help": "Stop training after this many minutes (then save as usual); for a lent machine with a time limit."})
+    schedule_by_time: bool = field(default=False, metadata={"help": "With --max_train_minutes: after the --warmup_steps warm-up, a cosine decay over the time limit instead of over --max_steps, so the run ends annealed however fast the machine is (--max_steps is then only an upper bound)."})
     dataset_num_proc: int | None = field(default=None, metadata={"help": "Processes that tokenize the training rows (default: one)."})
     recipe: str | None = field(default=None, metadata={"help": "A recipes/*.yaml file: its step format (the policy's, or the PRM's for trainers.prm) replaces the format options above."})
     # Defaults that differ from TrainingArguments'.
@@ -153,10 +154,34 @@ class TimeLimit(TrainerCallback):
             control.should_training_stop = True
 
 
+def time_cosine(trainer: Trainer, minutes: float) -> None:
+    """Give the trainer a learning-rate schedule over wall-clock time: linear warm-up over
+    args.warmup_steps optimizer steps, then cosine decay to 0 at `minutes` after the first step
+    (TimeLimit stops the run there). The trainer uses a scheduler that is set before train()."""
+    import math
+
+    import torch
+
+    warmup, seconds, start = max(1, trainer.args.get_warmup_steps(trainer.args.max_steps)), minutes * 60, []
+
+    def factor(step: int) -> float:
+        if not start:  # the scheduler's first call, when training begins
+            start.append(time.monotonic())
+        done = min(1.0, (time.monotonic() - start[0]) / seconds)
+        return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * done))
+
+    trainer.create_optimizer()
+    trainer.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, factor)
+
+
 def fit(trainer: Trainer, output_dir: str) -> Path:
     """trainer.args: a StepTrainingArguments. Train (resuming from the last checkpoint in output_dir, if any), then save an HF model directory."""
     if trainer.args.max_train_minutes:
         trainer.add_callback(TimeLimit(trainer.args.max_train_minutes))
+        if trainer.args.schedule_by_time:
+            time_cosine(trainer, trainer.args.max_train_minutes)
+    elif trainer.args.schedule_by_time:
+        raise ValueError("--schedule_by_time needs --max_train_minutes")
     last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
     if last:
         print(f"resuming from {last}")
