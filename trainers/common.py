@@ -50,6 +50,8 @@ class StepTrainingArguments(TrainingArguments):
             if not torch.cuda.is_available():
                 self.use_cpu = True
                 self.ddp_backend = self.ddp_backend or "gloo"
+        if self.schedule_by_time and not self.max_train_minutes:
+            raise ValueError("--schedule_by_time needs --max_train_minutes: the time the cosine runs over")
         super().__post_init__()
 
     format_role = "policy"  # which model's format a recipe supplies: "policy" or "prm"
@@ -165,7 +167,7 @@ def time_cosine(trainer: Trainer, minutes: float) -> None:
     warmup, seconds, start = max(1, trainer.args.get_warmup_steps(trainer.args.max_steps)), minutes * 60, []
 
     def factor(step: int) -> float:
-        if not start:  # the scheduler's first call, when training begins
+        if not start:  # the scheduler's first call: it is made here, just before training starts
             start.append(time.monotonic())
         done = min(1.0, (time.monotonic() - start[0]) / seconds)
         return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * done))
@@ -180,8 +182,6 @@ def fit(trainer: Trainer, output_dir: str) -> Path:
         trainer.add_callback(TimeLimit(trainer.args.max_train_minutes))
         if trainer.args.schedule_by_time:
             time_cosine(trainer, trainer.args.max_train_minutes)
-    elif trainer.args.schedule_by_time:
-        raise ValueError("--schedule_by_time needs --max_train_minutes")
     last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
     if last:
         print(f"resuming from {last}")
