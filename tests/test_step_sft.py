@@ -166,3 +166,26 @@ def test_countdown_world_rows_are_uniform_reference_solutions(tmp_path):
     assert [r["question"] for r in rows] == [p.question for p in train_split]
     assert all(countdown.solved(r["question"], r["steps"]) for r in rows)
     assert json.loads((tmp_path / "cd" / "dev_greedy.json").read_text())["all"]["total"] == 4
+
+
+def test_time_cosine_warms_up_by_steps_and_decays_by_the_clock(monkeypatch):
+    """--schedule_by_time: linear warm-up over warmup steps, then the cosine over wall-clock time, 0 at the limit."""
+    import math
+    import types
+
+    from trainers import common
+
+    clock = [100.0]
+    monkeypatch.setattr(common.time, "monotonic", lambda: clock[0])
+    weight = torch.nn.Parameter(torch.zeros(1))
+    trainer = types.SimpleNamespace(args=types.SimpleNamespace(max_steps=10**6, get_warmup_steps=lambda steps: 4), optimizer=None)
+    trainer.create_optimizer = lambda: setattr(trainer, "optimizer", torch.optim.SGD([weight], lr=2.0))
+    common.time_cosine(trainer, minutes=1.0)  # the clock starts now, at 100 s
+    rates = [trainer.lr_scheduler.get_last_lr()[0]]
+    for seconds in [0, 0, 30, 45, 60, 90]:  # since the start, at each scheduler step
+        clock[0] = 100.0 + seconds
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+        rates.append(trainer.lr_scheduler.get_last_lr()[0])
+    # warm-up 1/4, 2/4, 3/4 of the peak (2.0) with no time gone; then the cosine: half at 30 s of 60, 0 at 60 s and after
+    assert rates == pytest.approx([0.5, 1.0, 1.5, 1.0, 2.0 * 0.5 * (1 + math.cos(math.pi * 0.75)), 0.0, 0.0])
