@@ -158,18 +158,16 @@ class TimeLimit(TrainerCallback):
 
 def time_cosine(trainer: Trainer, minutes: float) -> None:
     """Give the trainer a learning-rate schedule over wall-clock time: linear warm-up over
-    args.warmup_steps optimizer steps, then cosine decay to 0 at `minutes` after the first step
-    (TimeLimit stops the run there). The trainer uses a scheduler that is set before train()."""
+    args.warmup_steps optimizer steps, then cosine decay to 0 at `minutes` after now, just before
+    training starts (TimeLimit stops the run there). The trainer uses a scheduler set before train()."""
     import math
 
     import torch
 
-    warmup, seconds, start = max(1, trainer.args.get_warmup_steps(trainer.args.max_steps)), minutes * 60, []
+    warmup, seconds, start = max(1, trainer.args.get_warmup_steps(trainer.args.max_steps)), minutes * 60, time.monotonic()
 
     def factor(step: int) -> float:
-        if not start:  # the scheduler's first call: it is made here, just before training starts
-            start.append(time.monotonic())
-        done = min(1.0, (time.monotonic() - start[0]) / seconds)
+        done = min(1.0, (time.monotonic() - start) / seconds)
         return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * done))
 
     trainer.create_optimizer()
