@@ -42,12 +42,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--strategy", default="greedy_retry", help=f"one of: {', '.join(sorted(strategies.STRATEGIES))}")
     # search knobs: left off, each takes the recipe's search value, else strategies.SearchConfig's default (fill_search_flags)
     parser.add_argument("--n", type=int, default=None, help=f"the budget: samples per problem at each sampling point, n whole paths "
-                        f"(best_of_n, majority) or n next steps a round (beam, dvts); mcts: 2n expansions (strategies.base); default {d.n}")
+                        f"(best_of_n, majority) or n next steps a round (beam, dvts); mcts: 2n expansions; dfs: n expansions (strategies.base); default {d.n}")
     parser.add_argument("--beam-width", type=int, default=None, help=f"M (at most n): beam keeps n/M paths; dvts runs n/M subtrees; default {d.beam_width}")
     parser.add_argument("--temperature", type=float, default=None, help=f"default {d.temperature}")
     parser.add_argument("--aggregation", default=None, choices=sorted(strategies.AGGREGATIONS), help=f"PRM step-score aggregation; default {d.aggregation}")
     parser.add_argument("--selection", default=None, choices=strategies.SELECTIONS, help=f"best_of_n/beam/dvts answer selection; default {d.selection}")
     parser.add_argument("--threshold", type=float, default=None, help=f"greedy_retry acceptance threshold; default {d.threshold}")
+    parser.add_argument("--dfs-prune", type=float, default=None, help=f"dfs: a path whose last step scores below this is pruned; default {d.dfs_prune}")
+    parser.add_argument("--dfs-accept", type=float, default=None, help=f"dfs: a finished path whose last step scores at least this ends the search; default {d.dfs_accept}")
     parser.add_argument("--mcts-iterations", type=int, default=None, help="mcts expansions per problem; default 2n")
     parser.add_argument("--seed", type=int, default=None, help=f"seeds the search (each problem's requests, see strategies.base) and the vLLM engine; default {d.seed}")
     parser.add_argument("--recipe", default=None, help="a recipes/*.yaml setup: models, step formats, engine and search settings (default: the embedded world)")
@@ -65,7 +67,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64, help="problems searched together (and at risk if killed)")
     parser.add_argument("--output", default=None, help="output directory (default runs/<dataset>-<strategy>-n<N>)")
     parser.add_argument("--compare", action="store_true", help="run --strategies x --budgets and plot accuracy vs budget")
-    parser.add_argument("--strategies", default="majority,best_of_n,beam,dvts,greedy_retry,mcts", help="with --compare")
+    parser.add_argument("--strategies", default="majority,best_of_n,beam,dvts,dfs,greedy_retry,mcts", help="with --compare")
     parser.add_argument("--budgets", default="4,16", help="with --compare: values of --n")
     args = parser.parse_args(argv)
     if args.shard is not None:
@@ -99,7 +101,7 @@ def shard(problems: list, spec: str | None) -> list:
     return problems[i::k]
 
 
-SEARCH_FLAGS = ("n", "beam_width", "temperature", "aggregation", "selection", "threshold", "mcts_iterations", "seed")
+SEARCH_FLAGS = ("n", "beam_width", "temperature", "aggregation", "selection", "threshold", "dfs_prune", "dfs_accept", "mcts_iterations", "seed")
 
 
 def fill_search_flags(args: argparse.Namespace, recipe=None) -> None:

@@ -10,7 +10,7 @@ anything that fits the `Policy` and `PRM` protocols (strategies/base.py): `engin
 whose `needs_prm` is False: greedy, majority).
 """
 
-from strategies import beam, best_of_n, dvts, greedy_retry, mcts  # noqa: F401  (registers them)
+from strategies import beam, best_of_n, dfs, dvts, greedy_retry, mcts  # noqa: F401  (registers them)
 from strategies.base import AGGREGATIONS, PRM, SELECTIONS, STRATEGIES, Candidate, Policy, SearchConfig, SearchResult, Strategy, aggregate, get_strategy, select
 
 __all__ = ["AGGREGATIONS", "PRM", "SELECTIONS", "STRATEGIES", "Candidate", "Policy", "SearchConfig", "SearchResult", "Strategy",

@@ -176,6 +176,54 @@ def test_mcts_out_of_budget_finishes_the_most_visited_path():
     assert r.path.steps == ("b", "b2", "2")
 
 
+# -- dfs ----------------------------------------------------------------------------------
+
+
+def test_dfs_goes_deeper_on_the_best_child_backtracks_when_pruned_and_stops_at_an_accepted_answer():
+    tree = {(): ["a", "b"], ("a",): ["a1", "a2"], ("b",): [("7", True), "b1"]}
+    scores = {("a",): .9, ("b",): .6, ("a", "a1"): .2, ("a", "a2"): .3, ("b", "7"): .8}  # ("b", "b1"): .5 by default
+    [r], policy, _ = run("dfs", tree, scores, SearchConfig(n=8, beam_width=2, dfs_prune=.5, temperature=1.0))
+    # a (.9) first; both its children pruned (< .5): back to b, whose finished child (.8) is accepted at once
+    assert asked(policy) == [((), 2), (("a",), 2), (("b",), 2)]
+    assert r.path.steps == ("b", "7") and r.path.finished and r.answer == "7"
+    assert [c.path.steps for c in r.candidates] == [("a",), ("b", "7"), ("b",), ("b", "b1"), ("a", "a2"), ("a", "a1")]
+
+
+def test_dfs_prunes_and_accepts_by_the_last_steps_score_and_answers_out_of_budget_by_the_aggregation():
+    tree = {(): ["a", "b"], ("a",): [("1", True)], ("b",): [("2", True)]}
+    scores = {("a",): .9, ("b",): .3, ("a", "1"): .6, ("b", "2"): .95}
+    cfg = SearchConfig(n=3, beam_width=2, dfs_prune=.25, dfs_accept=.7, aggregation="prod", temperature=1.0)
+    [r], policy, _ = run("dfs", tree, scores, cfg)
+    # a-1 passes the pruning (.6 >= .25) but not the acceptance (< .7): back to b, whose b-2 (.95)
+    # is accepted, though by prod it ranks below a-1 (.285 vs .54)
+    assert asked(policy) == [((), 2), (("a",), 2), (("b",), 2)] and r.path.steps == ("b", "2")
+    cfg = SearchConfig(n=3, beam_width=2, dfs_prune=.25, dfs_accept=.99, aggregation="prod", temperature=1.0)
+    [r], policy, _ = run("dfs", tree, scores, cfg)
+    # nothing accepted, the budget spent: the best finished path by prod (a-1), not by its last step (b-2)
+    assert asked(policy) == [((), 2), (("a",), 2), (("b",), 2)] and r.path.steps == ("a", "1")
+    cfg = SearchConfig(n=3, beam_width=2, dfs_prune=.5, dfs_accept=.7, aggregation="prod", temperature=1.0)
+    [r], policy, _ = run("dfs", tree, scores, cfg)
+    assert asked(policy) == [((), 2), (("a",), 2), ((), 2)] and r.path.steps == ("a", "1")  # b pruned (.3 < .5)
+
+
+def test_dfs_out_of_budget_takes_the_best_finished_path_else_finishes_the_best_open_one():
+    tree = {(): [("1", True), ("2", True)]}
+    [r], policy, _ = run("dfs", tree, {("1",): .3, ("2",): .4}, SearchConfig(n=1, beam_width=2, dfs_prune=.5, temperature=1.0))
+    assert r.answer == "2" and asked(policy, "complete") == []  # both pruned, the budget spent: the better one
+    tree = {(): ["a"], ("a",): ["b"], ("a", "b"): ["c"], ("a", "b", "c"): [("9", True)]}
+    [r], policy, _ = run("dfs", tree, {("a",): .6, ("a", "b"): .7}, SearchConfig(n=2, beam_width=1, temperature=1.0))
+    assert asked(policy) == [((), 1), (("a",), 1)] and asked(policy, "complete") == [(("a", "b"), 1)]
+    assert r.path.steps == ("a", "b", "c", "9") and r.answer == "9"
+
+
+def test_dfs_drops_paths_met_before_and_expands_the_question_afresh_when_the_stack_is_empty():
+    tree = {(): ["a", "b"], ("b",): [("5", True)]}
+    [r], policy, _ = run("dfs", tree, {("a",): .1, ("b",): .1}, SearchConfig(n=3, beam_width=2, temperature=1.0))
+    assert asked(policy) == [((), 2)] * 3  # everything pruned: the question again, its repeats dropped
+    assert asked(policy, "complete") == [(("b",), 1)]  # out of budget: the best open path (first of equals) finished
+    assert [c.path.steps for c in r.candidates] == [("b", "5"), ("b",), ("a",)] and r.answer == "5"
+
+
 # -- greedy_retry -------------------------------------------------------------------------
 
 
@@ -263,7 +311,7 @@ def same(a, b) -> bool:
            (b.answer, b.path, b.scores, [(c.path, c.scores) for c in b.candidates])
 
 
-@pytest.mark.parametrize("name, rollout", [(name, False) for name in ["greedy", "majority", "best_of_n", "beam", "dvts", "greedy_retry", "mcts"]]
+@pytest.mark.parametrize("name, rollout", [(name, False) for name in ["greedy", "majority", "best_of_n", "beam", "dvts", "dfs", "greedy_retry", "mcts"]]
                          + [("mcts", True)])
 def test_every_strategy_is_batch_invariant(name, rollout):
     p, q, r = (SimpleNamespace(question=f"problem {k}", id=str(k)) for k in range(3))

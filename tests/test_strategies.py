@@ -20,13 +20,13 @@ def problems():
 
 
 def test_registry():
-    assert {"greedy_retry", "beam", "best_of_n", "dvts", "mcts", "majority", "greedy"} <= set(strategies.STRATEGIES)
+    assert {"greedy_retry", "beam", "best_of_n", "dvts", "dfs", "mcts", "majority", "greedy"} <= set(strategies.STRATEGIES)
     assert get_strategy("beam").name == "beam"
     with pytest.raises(KeyError, match="unknown strategy 'nope'.*beam"):
         get_strategy("nope")
 
 
-@pytest.mark.parametrize("name", ["greedy_retry", "beam", "best_of_n", "dvts", "mcts", "majority", "greedy"])
+@pytest.mark.parametrize("name", ["greedy_retry", "beam", "best_of_n", "dvts", "dfs", "mcts", "majority", "greedy"])
 def test_each_strategy_end_to_end(name, problems, policy, vllm_prm):
     calls = policy.generate_calls
     results = get_strategy(name).search(problems, policy, vllm_prm, SMALL)
@@ -39,12 +39,12 @@ def test_each_strategy_end_to_end(name, problems, policy, vllm_prm):
             assert len(r.scores) == len(r.path.steps) and all(0.0 <= s <= 1.0 for s in r.scores)
             assert r.cost.prm_calls > 0
     # batched across problems: one policy call per search step for all six problems together
-    depth_bound = {"mcts": SMALL.mcts_iterations + 1, "greedy_retry": SMALL.max_steps + SMALL.max_retries_per_problem}
+    depth_bound = {"mcts": SMALL.mcts_iterations + 1, "dfs": SMALL.n + 1, "greedy_retry": SMALL.max_steps + SMALL.max_retries_per_problem}
     assert calls <= depth_bound.get(name, SMALL.max_steps + 1)
     assert sum(p.grade(r.answer) for p, r in zip(problems, results)) >= 4  # the shipped models solve most dev problems
 
 
-@pytest.mark.parametrize("name", ["greedy", "greedy_retry", "beam", "best_of_n", "dvts", "mcts"])
+@pytest.mark.parametrize("name", ["greedy", "greedy_retry", "beam", "best_of_n", "dvts", "dfs", "mcts"])
 def test_real_models_give_a_problem_the_same_result_in_any_batch(name, problems, policy, vllm_prm):
     """Batch invariance with the real engines: greedy decoding, and sampling under the
     per-request seeds the strategies derive from each problem."""
