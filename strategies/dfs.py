@@ -5,19 +5,19 @@ its top path and proposes M = beam_width next steps of it (identical ones merged
 this problem has met before dropped); the PRM scores them. A path's value is the score of its
 last step, the PRM's P(every step so far correct): Tree of Thoughts' state value. A new path
 whose value is below `dfs_prune` is pruned (it stays a candidate); a finished one whose value
-reaches `dfs_accept` is the answer and ends the problem's search; the open ones are pushed best
-on top (among siblings, which share every step but the last, this is also the order by any
-`aggregation`). So the search goes
-deeper on the best child and comes back to a sibling, or further up, only when everything
-below was pruned: backtracking on the PRM's word. When the stack runs empty the question is
-expanded afresh (every request has its own seed, so the samples are new).
+reaches `dfs_accept` is the answer and ends the problem's search; the open ones are pushed,
+best on top (siblings share every step but the last, so this is their order by any
+`aggregation` too). So the search goes deeper on the best child and comes back to a sibling,
+or further up, only when everything below was pruned: backtracking on the PRM's word. When
+the stack runs empty the question is expanded afresh (every request has its own seed, so the
+samples are new).
 
-The budget is n expansions per problem (n policy requests of M steps: n*M proposed steps, the
-steps of n whole paths of M steps); a problem that finds an accepted answer stops early, so
-easy problems cost a few expansions. Out of budget, the answer is the best finished path by
+The budget is at most n expansions per problem (n policy requests of M steps each); a problem
+stops as soon as it accepts an answer, so easy problems cost a few expansions and its cost is
+best read in generated tokens. Out of budget, the answer is the best finished path by
 `aggregation`, and if none finished, the best open path finished by one rollout. The result's
-candidates are every path scored, best by `aggregation` first. All problems' expansions go in one
-propose call and one score call per round.
+candidates are every path scored, best by `aggregation` first. All problems' expansions go in
+one propose call and one score call per round.
 """
 
 from __future__ import annotations
