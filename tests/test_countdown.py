@@ -385,3 +385,17 @@ def test_prm_eval_siblings_scores_held_out_sibling_sets_of_dev_problems():
     by_left = report["siblings_by_left"]
     assert report["paths"] == len(rows) and sum(v["steps"] for v in by_left.values()) == len(rows)
     assert set(by_left) <= {"1", "2", "3", "4"} and all(0 <= v["accuracy"] <= 1 for v in by_left.values())
+
+
+def test_reachability_probe_states_labels_and_auroc():
+    """evals.reachability_probe: four-number states from legal walks, labelled by the oracle for every target; a rank AUROC."""
+    import torch
+
+    from evals.reachability_probe import TARGETS, auroc, labelled
+
+    for seed in range(20):
+        state, labels = labelled(seed)
+        assert len(state) == 4 and list(state) == sorted(state)
+        assert labels == [cd.reachable(state, t) for t in TARGETS]
+    assert labelled(3) == labelled(3)
+    assert auroc(torch.tensor([.1, .4, .35, .8]), torch.tensor([0., 0., 1., 1.])) == 0.75  # 3 of 4 pairs ordered right

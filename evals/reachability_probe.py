@@ -1,0 +1,141 @@
+"""Can a small transformer learn the judgement the countdown PRM misses: can four numbers still
+make the target? A probe, apart from the PRM's format: the input is the target and the four
+numbers as whole-number tokens (no digits to read), the label the exact oracle's
+(`countdown.values`), the data as much as the time allows.
+
+States are the four-number states countdown paths pass through: random legal moves from random
+5- and 6-number questions (numbers 1..20) until four numbers are left. Every state is labelled
+for every target 10..100; 10% of the distinct states are held out. Training samples (state,
+target) pairs half reachable, half not; the report is accuracy and AUROC on held-out pairs (at
+the held-out base rate and balanced), with the majority-class accuracy beside them.
+
+    python -m evals.reachability_probe --minutes 3 --states 200000      # a GPU: minutes
+    python -m evals.reachability_probe --minutes 0.2 --states 2000 --device cpu   # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from multiprocessing import Pool
+
+import torch
+from torch import nn
+
+from problems import countdown as cd
+
+TARGETS = range(10, 101)
+VOCAB = 1001  # countdown step results are at most 1,000
+
+
+def four_number_state(seed: int) -> tuple[int, ...]:
+    rng = random.Random(seed)
+    state = tuple(sorted(rng.randint(1, 20) for _ in range(rng.choice((5, 6)))))
+    while len(state) > 4:
+        state = rng.choice(cd.moves(state))[1]
+    return state
+
+
+def labelled(seed: int) -> tuple[tuple[int, ...], list[bool]]:
+    state = four_number_state(seed)
+    made = cd.values(state)
+    return state, [t in made for t in TARGETS]
+
+
+class Probe(nn.Module):
+    """Target and four numbers as tokens, a role embedding each, a transformer encoder, one logit."""
+
+    def __init__(self, width: int, layers: int):
+        super().__init__()
+        self.numbers = nn.Embedding(VOCAB, width)
+        self.roles = nn.Parameter(torch.randn(5, width) * 0.02)
+        layer = nn.TransformerEncoderLayer(width, 8, 4 * width, dropout=0.0, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.head = nn.Linear(width, 1)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.numbers(tokens) + self.roles
+        return self.head(self.encoder(x).mean(dim=1)).squeeze(-1)
+
+
+def pairs(data: list, balanced: bool, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
+    """(state, target) rows and labels: every target of every state, or a balanced draw."""
+    rows, labels = [], []
+    for state, lab in data:
+        yes = [t for t, ok in zip(TARGETS, lab) if ok]
+        no = [t for t, ok in zip(TARGETS, lab) if not ok]
+        chosen = [(t, True) for t in rng.sample(yes, min(len(yes), len(no), 8))] + [(t, False) for t in rng.sample(no, min(len(yes), len(no), 8))] \
+            if balanced else [(t, ok) for t, ok in zip(TARGETS, lab)]
+        for t, ok in chosen:
+            rows.append((t, *state))
+            labels.append(ok)
+    return torch.tensor(rows), torch.tensor(labels, dtype=torch.float32)
+
+
+def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """P(a reachable pair outscores an unreachable one), from ranks (ties are rare in floats)."""
+    ranks = torch.empty(len(scores))
+    ranks[scores.argsort()] = torch.arange(1, len(scores) + 1, dtype=torch.float32)
+    pos = labels.bool()
+    n_pos, n_neg = pos.sum().item(), (~pos).sum().item()
+    return ((ranks[pos].sum().item() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)) if n_pos and n_neg else float("nan")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--states", type=int, default=200_000)
+    parser.add_argument("--minutes", type=float, default=3.0)
+    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=6)
+    parser.add_argument("--batch", type=int, default=4096)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--procs", type=int, default=8)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    start = time.time()
+    with Pool(args.procs) as pool:
+        data = pool.map(labelled, range(args.states), chunksize=1000)
+    distinct = sorted({s for s, _ in data})
+    held = set(random.Random(0).sample(distinct, len(distinct) // 10))
+    train = [d for d in data if d[0] not in held]
+    test = list({s: (s, lab) for s, lab in data if s in held}.values())
+    rng = random.Random(1)
+    x, y = pairs(train, balanced=True, rng=rng)
+    tx, ty = pairs(test, balanced=False, rng=rng)
+    bx, by = pairs(test, balanced=True, rng=rng)
+    print(f"{len(data)} states ({len(distinct)} distinct; {len(test)} held out), {len(x)} training pairs, "
+          f"held-out base rate {ty.mean():.3f}; data {time.time() - start:.0f} s", flush=True)
+
+    device = torch.device(args.device)
+    model = Probe(args.width, args.layers).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    x, y = x.to(device), y.to(device)
+    steps, t0, limit = 0, time.time(), args.minutes * 60
+    while (elapsed := time.time() - t0) < limit:
+        for group in opt.param_groups:  # linear warm-up 200 steps, then cosine over the time limit
+            group["lr"] = args.lr * min(1.0, (steps + 1) / 200) * 0.5 * (1 + torch.cos(torch.tensor(elapsed / limit * torch.pi)).item())
+        idx = torch.randint(len(x), (args.batch,), device=device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss = nn.functional.binary_cross_entropy_with_logits(model(x[idx]).float(), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        steps += 1
+        if steps % 1000 == 0:
+            print(f"step {steps} loss {loss.item():.4f} ({elapsed:.0f} s)", flush=True)
+
+    model.eval()
+    report = {"steps": steps, "batch": args.batch, "parameters": sum(p.numel() for p in model.parameters()),
+              "training_pairs": len(x), "held_out_states": len(test), "held_out_base_rate": round(ty.mean().item(), 4)}
+    with torch.no_grad():
+        for name, (ex, ey) in {"held_out_all_targets": (tx, ty), "held_out_balanced": (bx, by)}.items():
+            p = torch.cat([torch.sigmoid(model(ex[k:k + 65536].to(device)).float()).cpu() for k in range(0, len(ex), 65536)])
+            report[name] = {"accuracy": round(((p >= 0.5).float() == ey).float().mean().item(), 4),
+                            "majority_class": round(max(ey.mean().item(), 1 - ey.mean().item()), 4), "auroc": round(auroc(p, ey), 4)}
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
