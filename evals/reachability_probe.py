@@ -5,7 +5,10 @@ numbers as whole-number tokens (no digits to read), the label the exact oracle's
 
 States are the four-number states countdown paths pass through: random legal moves from random
 5- and 6-number questions (numbers 1..20) until four numbers are left. Every state is labelled
-for every target 10..100; 10% of the distinct states are held out. Training samples (state,
+for every target 10..100. Held out (`--held_out`): 10% of the distinct states (`states`: does the
+judgement generalize to states never seen?), or 10% of the draws (`draws`: how well are the
+states a path meets judged, many of them seen in training, as a verifier trained on the same
+walks would meet them). Training samples (state,
 target) pairs half reachable, half not; the report is accuracy and AUROC on held-out pairs (at
 the held-out base rate and balanced), with the majority-class accuracy beside them.
 
@@ -92,20 +95,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--procs", type=int, default=8)
+    parser.add_argument("--held_out", choices=("states", "draws"), default="states", help="hold out 10%% of the distinct states, or of the draws")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     start = time.time()
     with Pool(args.procs) as pool:
         data = pool.map(labelled, range(args.states), chunksize=1000)
     distinct = sorted({s for s, _ in data})
-    held = set(random.Random(0).sample(distinct, len(distinct) // 10))
-    train = [d for d in data if d[0] not in held]
-    test = list({s: (s, lab) for s, lab in data if s in held}.values())
+    if args.held_out == "states":
+        held = set(random.Random(0).sample(distinct, len(distinct) // 10))
+        train = [d for d in data if d[0] not in held]
+        test = list({s: (s, lab) for s, lab in data if s in held}.values())
+    else:  # every 10th draw; its state may also be among the training draws
+        train, test = [d for k, d in enumerate(data) if k % 10], data[::10]
     rng = random.Random(1)
     x, y = pairs(train, balanced=True, rng=rng)
     tx, ty = pairs(test, balanced=False, rng=rng)
     bx, by = pairs(test, balanced=True, rng=rng)
-    print(f"{len(data)} states ({len(distinct)} distinct; {len(test)} held out), {len(x)} training pairs, "
+    seen = {s for s, _ in train}
+    print(f"{len(data)} states ({len(distinct)} distinct; {len(test)} held out, {sum(s in seen for s, _ in test)} of them also in training), {len(x)} training pairs, "
           f"held-out base rate {ty.mean():.3f}; data {time.time() - start:.0f} s", flush=True)
 
     device = torch.device(args.device)
@@ -127,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"step {steps} loss {loss.item():.4f} ({elapsed:.0f} s)", flush=True)
 
     model.eval()
-    report = {"steps": steps, "batch": args.batch, "parameters": sum(p.numel() for p in model.parameters()),
+    report = {"held_out": args.held_out, "steps": steps, "batch": args.batch, "parameters": sum(p.numel() for p in model.parameters()),
               "training_pairs": len(x), "held_out_states": len(test), "held_out_base_rate": round(ty.mean().item(), 4)}
     with torch.no_grad():
         for name, (ex, ey) in {"held_out_all_targets": (tx, ty), "held_out_balanced": (bx, by)}.items():

@@ -1,6 +1,7 @@
 """The countdown world: generator, splits, the step verifier, the grader and the oracle labels."""
 
 import hashlib
+import json
 import random
 
 import pytest
@@ -399,3 +400,16 @@ def test_reachability_probe_states_labels_and_auroc():
         assert labels == [cd.reachable(state, t) for t in TARGETS]
     assert labelled(3) == labelled(3)
     assert auroc(torch.tensor([.1, .4, .35, .8]), torch.tensor([0., 0., 1., 1.])) == 0.75  # 3 of 4 pairs ordered right
+
+
+@pytest.mark.parametrize("held_out", ["states", "draws"])
+def test_reachability_probe_runs_end_to_end(held_out, capsys):
+    from evals.reachability_probe import main
+
+    main(["--states", "300", "--minutes", "0.005", "--device", "cpu", "--procs", "1", "--width", "16", "--layers", "1", "--batch", "64",
+          "--held_out", held_out])
+    out = capsys.readouterr().out
+    report = json.loads(out[out.index("{"):])
+    assert report["held_out"] == held_out and report["steps"] >= 1 and report["held_out_states"] > 0
+    for name in ("held_out_all_targets", "held_out_balanced"):
+        assert 0.0 <= report[name]["accuracy"] <= 1.0 and 0.5 <= report[name]["majority_class"] <= 1.0
