@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from problems import countdown as cd
+from trainers.common import time_cosine_factor
 
 TARGETS = range(10, 101)
 VOCAB = 1001  # countdown step results are at most 1,000
@@ -64,13 +65,14 @@ class Probe(nn.Module):
 
 
 def pairs(data: list, balanced: bool, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
-    """(state, target) rows and labels: every target of every state, or a balanced draw."""
+    """(state, target) rows and labels: every target of every state, or a balanced draw (at most 8 of each kind a state)."""
     rows, labels = [], []
     for state, lab in data:
-        yes = [t for t, ok in zip(TARGETS, lab) if ok]
-        no = [t for t, ok in zip(TARGETS, lab) if not ok]
-        chosen = [(t, True) for t in rng.sample(yes, min(len(yes), len(no), 8))] + [(t, False) for t in rng.sample(no, min(len(yes), len(no), 8))] \
-            if balanced else [(t, ok) for t, ok in zip(TARGETS, lab)]
+        chosen = list(zip(TARGETS, lab))
+        if balanced:
+            yes, no = [t for t, ok in chosen if ok], [t for t, ok in chosen if not ok]
+            k = min(len(yes), len(no), 8)
+            chosen = [(t, True) for t in rng.sample(yes, k)] + [(t, False) for t in rng.sample(no, k)]
         for t, ok in chosen:
             rows.append((t, *state))
             labels.append(ok)
@@ -78,7 +80,8 @@ def pairs(data: list, balanced: bool, rng: random.Random) -> tuple[torch.Tensor,
 
 
 def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
-    """P(a reachable pair outscores an unreachable one), from ranks (ties are rare in floats)."""
+    """P(a reachable pair outscores an unreachable one), from ranks (ties are rare in floats):
+    problems.metrics.within_problem_auroc compares every pair, too slow for a million of them."""
     ranks = torch.empty(len(scores))
     ranks[scores.argsort()] = torch.arange(1, len(scores) + 1, dtype=torch.float32)
     pos = labels.bool()
@@ -120,16 +123,16 @@ def main(argv: list[str] | None = None) -> None:
     model = Probe(args.width, args.layers).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     x, y = x.to(device), y.to(device)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, time_cosine_factor(200, args.minutes))  # warm-up 200 steps, cosine over the time
     steps, t0, limit = 0, time.time(), args.minutes * 60
     while (elapsed := time.time() - t0) < limit:
-        for group in opt.param_groups:  # linear warm-up 200 steps, then cosine over the time limit
-            group["lr"] = args.lr * min(1.0, (steps + 1) / 200) * 0.5 * (1 + torch.cos(torch.tensor(elapsed / limit * torch.pi)).item())
         idx = torch.randint(len(x), (args.batch,), device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             loss = nn.functional.binary_cross_entropy_with_logits(model(x[idx]).float(), y[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        schedule.step()
         steps += 1
         if steps % 1000 == 0:
             print(f"step {steps} loss {loss.item():.4f} ({elapsed:.0f} s)", flush=True)

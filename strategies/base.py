@@ -201,6 +201,14 @@ class Services:
             return [[Candidate(p, []) for p in paths] for paths in out.paths]
         return self._scored(items, out.paths)
 
+    def finish_by_rollout(self, answers: list[Candidate | None], candidates: list[list[Candidate]], start: Callable[[int], StepPath]) -> None:
+        """Problems with no answer yet: the path start(i) finished by one rollout (one complete +
+        score call for all of them) becomes the answer and the first candidate."""
+        items = [(i, start(i)) for i, answer in enumerate(answers) if answer is None]
+        for (i, _), (rollout,) in zip(items, self.rollout(items, samples=1)):
+            answers[i] = rollout
+            candidates[i].insert(0, rollout)
+
     def answer(self, path: StepPath) -> str | None:
         """The path's final answer text, read as the policy's step format says (engine.answers)."""
         return final_answer(path.steps, self.policy.fmt.answer_format)
@@ -317,9 +325,10 @@ def get_strategy(name: str) -> Strategy:
     return STRATEGIES[name]
 
 
-def unique(candidates: Sequence[Candidate]) -> list[Candidate]:
-    """Candidates with distinct paths (sampling often repeats a step), first seen kept, in order."""
-    seen: set = set()
+def unique(candidates: Sequence[Candidate], seen: set | None = None) -> list[Candidate]:
+    """Candidates with distinct paths (sampling often repeats a step), first seen kept, in order;
+    with `seen`, also none already in it, and it gets the new ones (a search's memory of paths met)."""
+    seen = set() if seen is None else seen
     out = []
     for c in candidates:
         if (c.path.steps, c.path.finished) not in seen:

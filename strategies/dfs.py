@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from strategies.base import Candidate, SearchConfig, SearchResult, Services, best, is_open, ranked, register, unique
+from strategies.base import Candidate, SearchConfig, SearchResult, Services, is_open, ranked, register, unique
 
 
 class DFS:
@@ -44,8 +44,7 @@ class DFS:
             items = [(i, (stacks[i].pop() if stacks[i] else roots[i]).path) for i in active]
             for (i, _), kids in zip(items, services.expand(items, children=width)):
                 expansions[i] += 1
-                new = [k for k in unique(kids) if (k.path.steps, k.path.finished) not in seen[i]]
-                seen[i].update((k.path.steps, k.path.finished) for k in new)
+                new = unique(kids, seen[i])
                 scored[i].extend(new)
                 kept = [k for k in ranked(new, "last") if k.value("last") >= config.dfs_prune]
                 answers[i] = next((k for k in kept if k.finished and k.value("last") >= config.dfs_accept), None)
@@ -53,14 +52,11 @@ class DFS:
 
         candidates = [ranked(c, agg) for c in scored]
         # Out of budget with no accepted answer: the best finished path, else the best open one
-        # finished by one rollout (one complete + score call for all such problems).
+        # finished by one rollout.
         for i, cands in enumerate(candidates):
-            if answers[i] is None and (finished := [c for c in cands if c.finished]):
-                answers[i] = best(finished, agg)
-        unfinished = [(i, (best(candidates[i], agg) if candidates[i] else roots[i]).path) for i in range(len(problems)) if answers[i] is None]
-        for (i, _), (rollout,) in zip(unfinished, services.rollout(unfinished, samples=1)):
-            answers[i] = rollout
-            candidates[i].insert(0, rollout)
+            if answers[i] is None:
+                answers[i] = next((c for c in cands if c.finished), None)
+        services.finish_by_rollout(answers, candidates, lambda i: (candidates[i][0] if candidates[i] else roots[i]).path)
         return [services.result(i, answers[i], candidates[i]) for i in range(len(problems))]
 
 

@@ -140,12 +140,8 @@ class MCTS:
 
         scored = [ranked([n.candidate for n in walk(root) if n is not root] + rollouts[i], agg) for i, root in enumerate(roots)]
         answers = [next((c for c in cands if c.finished), None) for cands in scored]
-        # No path finished within the budget: commit to the most visited path and finish it
-        # with one rollout (one complete + score call for all such problems).
-        unfinished = [(i, most_visited_path(roots[i]).candidate.path) for i, c in enumerate(answers) if c is None]
-        for (i, _), (rollout,) in zip(unfinished, services.rollout(unfinished, samples=1)):
-            answers[i] = rollout
-            scored[i].insert(0, rollout)
+        # No path finished within the budget: commit to the most visited path, finished by one rollout.
+        services.finish_by_rollout(answers, scored, lambda i: most_visited_path(roots[i]).candidate.path)
         return [services.result(i, answers[i], scored[i]) for i in range(len(problems))]
 
 

@@ -276,7 +276,6 @@ def test_claimed_walks_pair_a_solved_walk_with_a_near_miss_claim():
 
 def test_evals_run_on_countdown_with_the_shipped_policy_and_the_oracle_prm(tmp_path):
     """The countdown recipe end to end: beam search guided by the exact labels, graded on whole paths."""
-    import json
     import subprocess
     import sys
 
@@ -297,7 +296,6 @@ def test_evals_run_on_countdown_with_the_shipped_policy_and_the_oracle_prm(tmp_p
 
 def test_every_strategy_end_to_end_on_the_countdown_recipe_with_its_learned_prm(tmp_path):
     """The shipped countdown policy and PRM (recipes/countdown.yaml) under every strategy, one engine pair."""
-    import json
     import subprocess
     import sys
 
@@ -323,7 +321,6 @@ def test_every_strategy_end_to_end_on_the_countdown_recipe_with_its_learned_prm(
 def test_prm_eval_of_a_run_grades_whole_paths_and_labels_every_distinct_candidate(tmp_path):
     """evals.prm_eval --run on countdown: within-problem AUROC over the graded candidates, and step
     metrics over each problem's distinct candidates against the exact labels."""
-    import json
 
     from evals.prm_eval import run_auroc
     from problems.datasets import load_problems
@@ -374,7 +371,6 @@ def test_sibling_metrics_by_hand():
 
 
 def test_prm_eval_siblings_scores_held_out_sibling_sets_of_dev_problems():
-    import json
     import subprocess
     import sys
 

@@ -156,21 +156,27 @@ class TimeLimit(TrainerCallback):
             control.should_training_stop = True
 
 
-def time_cosine(trainer: Trainer, minutes: float) -> None:
-    """Give the trainer a learning-rate schedule over wall-clock time: linear warm-up over
-    args.warmup_steps optimizer steps, then cosine decay to 0 at `minutes` after now, just before
-    training starts (TimeLimit stops the run there). The trainer uses a scheduler set before train()."""
+def time_cosine_factor(warmup_steps: int, minutes: float):
+    """A LambdaLR factor over wall-clock time: linear warm-up over `warmup_steps` optimizer steps,
+    then cosine decay to 0 at `minutes` after now (make it just before training starts)."""
     import math
 
-    import torch
-
-    warmup, seconds, start = max(1, trainer.args.get_warmup_steps(trainer.args.max_steps)), minutes * 60, time.monotonic()
+    warmup, seconds, start = max(1, warmup_steps), minutes * 60, time.monotonic()
 
     def factor(step: int) -> float:
         done = min(1.0, (time.monotonic() - start) / seconds)
         return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * done))
 
+    return factor
+
+
+def time_cosine(trainer: Trainer, minutes: float) -> None:
+    """Give the trainer the time_cosine_factor schedule over args.warmup_steps and `minutes`
+    (TimeLimit stops the run there). The trainer uses a scheduler set before train()."""
+    import torch
+
     trainer.create_optimizer()
+    factor = time_cosine_factor(trainer.args.get_warmup_steps(trainer.args.max_steps), minutes)
     trainer.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, factor)
 
 
