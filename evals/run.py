@@ -320,6 +320,9 @@ def main(argv: list[str] | None = None) -> None:
     for name in names:
         for n in dict.fromkeys(budget_of(name, b) for b in budgets):  # once for a strategy that does not use n
             run_dir = out / f"{name}-n{n}" if args.compare else out
+            for engine in (policy, prm):  # each run starts cold: its cost must not depend on what ran before it
+                if engine is not None:
+                    engine.reset_caches()
             try:
                 rows = run_one(problems, name, search_config(args, n, recipe), policy, prm, run_dir, args.batch_size)
             except ServedEngineError as e:  # a server gone or timing out mid-run: what finished is on disk

@@ -26,3 +26,6 @@ class OraclePRM:
     def score(self, paths: Sequence[StepPath]) -> Scores:
         scores = [[1.0 if ok else 0.0 for ok in self.world.step_labels(p.question, p.steps)] for p in paths]
         return Scores(scores, Cost(prm_calls=1))
+
+    def reset_caches(self) -> None:
+        """Nothing to forget: the labels are computed afresh every call."""

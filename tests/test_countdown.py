@@ -316,6 +316,13 @@ def test_every_strategy_end_to_end_on_the_countdown_recipe_with_its_learned_prm(
         solved += sum(r["correct"] for r in rows)
     assert solved > 0
     assert "beam" in (out / "compare.md").read_text()
+    # every run starts with cold caches: a strategy run alone costs what it cost after the others
+    alone = subprocess.run([sys.executable, "-m", "evals.run", "--recipe", "recipes/countdown.yaml", "--strategy", "mcts", "--n", "4",
+                            "--limit", "8", "--output", str(tmp_path / "alone")], capture_output=True, text=True)
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    cost = lambda path: [(r["id"], r["cost"]["prm_tokens_computed"], r["cost"]["cached_tokens"])  # noqa: E731
+                         for r in map(json.loads, path.read_text().splitlines())]
+    assert cost(tmp_path / "alone" / "results.jsonl") == cost(out / "mcts-n4" / "results.jsonl")
 
 
 def test_prm_eval_of_a_run_grades_whole_paths_and_labels_every_distinct_candidate(tmp_path):
