@@ -4,25 +4,35 @@ numbers as whole-number tokens (no digits to read), the label the exact oracle's
 (`countdown.values`), the data as much as the time allows.
 
 States are the four-number states countdown paths pass through: random legal moves from random
-5- and 6-number questions (numbers 1..20) until four numbers are left. Every state is labelled
-for every target 10..100. Held out (`--held_out`): 10% of the distinct states (`states`: does the
+5- and 6-number questions (numbers 1..20) until four numbers are left (`--numbers_left 3`: three,
+from 4- to 6-number questions). Every state is labelled for every target 10..100. Held out (`--held_out`): 10% of the distinct states (`states`: does the
 judgement generalize to states never seen?), or 10% of the draws (`draws`: how well are the
 states a path meets judged, many of them seen in training, as a verifier trained on the same
 walks would meet them). Training samples (state,
 target) pairs half reachable, half not; the report is accuracy and AUROC on held-out pairs (at
 the held-out base rate and balanced), with the majority-class accuracy beside them.
 
+`--per_state` asks the question the other way round: the input is the numbers alone and the
+output one logit for every target (an MLP over the numbers' embeddings), so each training row
+teaches a state's whole reachable set, 91 labels, not one. `--search_runs` also scores the
+(target, numbers) pairs that evals.run candidates met (e.g. runs/cd-test7/dfs-n64): the
+judgement a verifier is asked for in a search, split by whether the state was a training state.
+
     python -m evals.reachability_probe --minutes 3 --states 200000      # a GPU: minutes
     python -m evals.reachability_probe --minutes 0.2 --states 2000 --device cpu   # a smoke run
+    python -m evals.reachability_probe --per_state --held_out states --states 400000 --minutes 25 --device cpu \
+        --search_runs runs/cd-test7/dfs-n64,runs/cd-test7/best_of_n-n16,runs/cd-test7/beam-n16 --save runs/table4.pt
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import time
 from multiprocessing import Pool
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -34,18 +44,35 @@ TARGETS = range(10, 101)
 VOCAB = 1001  # countdown step results are at most 1,000
 
 
-def four_number_state(seed: int) -> tuple[int, ...]:
+def walk_state(seed: int, left: int = 4) -> tuple[int, ...]:
+    """Where random legal moves from a random question with more than `left` numbers (up to 6) leave `left` numbers."""
     rng = random.Random(seed)
-    state = tuple(sorted(rng.randint(1, 20) for _ in range(rng.choice((5, 6)))))
-    while len(state) > 4:
+    state = tuple(sorted(rng.randint(1, 20) for _ in range(rng.choice(range(left + 1, 7)))))
+    while len(state) > left:
         state = rng.choice(cd.moves(state))[1]
     return state
 
 
-def labelled(seed: int) -> tuple[tuple[int, ...], list[bool]]:
-    state = four_number_state(seed)
+def labelled(seed: int, left: int = 4) -> tuple[tuple[int, ...], list[bool]]:
+    state = walk_state(seed, left)
     made = cd.values(state)
     return state, [t in made for t in TARGETS]
+
+
+def search_pairs(run_dirs: list[str], left: int) -> list[tuple[int, tuple[int, ...], bool]]:
+    """The distinct (target, numbers, reachable) a search met: every candidate step of the runs
+    that claims `left` numbers left, with a target in range and numbers the probe can read."""
+    pairs = set()
+    for run in run_dirs:
+        for line in (Path(run) / "results.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            target = cd.parse_question(row["question"])[0]
+            for cand in row["candidates"]:
+                for step in cand["steps"]:
+                    parsed = cd.parse_step(step)
+                    if parsed and len(parsed[4]) == left and max(parsed[4]) < VOCAB and target in TARGETS:
+                        pairs.add((target, tuple(sorted(parsed[4]))))
+    return [(t, state, cd.reachable(state, t)) for t, state in sorted(pairs)]
 
 
 class Probe(nn.Module):
@@ -54,14 +81,45 @@ class Probe(nn.Module):
     def __init__(self, width: int, layers: int):
         super().__init__()
         self.numbers = nn.Embedding(VOCAB, width)
-        self.roles = nn.Parameter(torch.randn(5, width) * 0.02)
+        self.roles = nn.Parameter(torch.randn(7, width) * 0.02)  # the target and up to 6 numbers
         layer = nn.TransformerEncoderLayer(width, 8, 4 * width, dropout=0.0, batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.head = nn.Linear(width, 1)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.numbers(tokens) + self.roles
+        x = self.numbers(tokens) + self.roles[: tokens.shape[1]]
         return self.head(self.encoder(x).mean(dim=1)).squeeze(-1)
+
+
+class StateTable(nn.Module):
+    """The numbers (sorted) alone in, one logit per target out: an embedding each, concatenated, a 2-layer MLP."""
+
+    def __init__(self, width: int, hidden: int, left: int):
+        super().__init__()
+        self.numbers = nn.Embedding(VOCAB, width)
+        self.mlp = nn.Sequential(nn.Linear(left * width, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, len(TARGETS)))
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.numbers(states).flatten(1))
+
+
+def predict(model: nn.Module, targets: torch.Tensor, states: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """P(reachable) of each (target, state), by either probe, in chunks."""
+    out = []
+    with torch.no_grad():
+        for k in range(0, len(states), 65536):
+            t, x = targets[k : k + 65536].to(device), states[k : k + 65536].to(device)
+            if isinstance(model, StateTable):
+                logits = model(x).float()[torch.arange(len(x), device=device), t - TARGETS[0]]
+            else:
+                logits = model(torch.cat([t[:, None], x], dim=1)).float()
+            out.append(torch.sigmoid(logits).cpu())
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def metrics(p: torch.Tensor, y: torch.Tensor) -> dict:
+    return {"pairs": len(y), "accuracy": round(((p >= 0.5).float() == y).float().mean().item(), 4),
+            "majority_class": round(max(y.mean().item(), 1 - y.mean().item()), 4), "auroc": round(auroc(p, y), 4)}
 
 
 def pairs(data: list, balanced: bool, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,19 +149,24 @@ def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--states", type=int, default=200_000)
+    parser.add_argument("--states", type=int, default=200_000, help="walks drawn")
+    parser.add_argument("--numbers_left", type=int, default=4, choices=(2, 3, 4, 5))
+    parser.add_argument("--per_state", action="store_true", help="numbers in, a logit per target out (StateTable), trained on the distinct training states")
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--width", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=6)
+    parser.add_argument("--layers", type=int, default=6, help="the transformer probe's")
+    parser.add_argument("--hidden", type=int, default=2048, help="--per_state: the MLP's")
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--procs", type=int, default=8)
     parser.add_argument("--held_out", choices=("states", "draws"), default="states", help="hold out 10%% of the distinct states, or of the draws")
+    parser.add_argument("--search_runs", default="", help="comma-separated evals.run directories: also score the pairs their candidates met")
+    parser.add_argument("--save", default=None, help="write the trained probe here (torch.save)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     start = time.time()
     with Pool(args.procs) as pool:
-        data = pool.map(labelled, range(args.states), chunksize=1000)
+        data = pool.map(functools.partial(labelled, left=args.numbers_left), range(args.states), chunksize=1000)
     distinct = sorted({s for s, _ in data})
     if args.held_out == "states":
         held = set(random.Random(0).sample(distinct, len(distinct) // 10))
@@ -112,15 +175,19 @@ def main(argv: list[str] | None = None) -> None:
     else:  # every 10th draw; its state may also be among the training draws
         train, test = [d for k, d in enumerate(data) if k % 10], data[::10]
     rng = random.Random(1)
-    x, y = pairs(train, balanced=True, rng=rng)
+    if args.per_state:
+        rows = dict(train)  # each distinct training state once, with its label for every target
+        x, y = torch.tensor(list(rows)), torch.tensor(list(rows.values()), dtype=torch.float32)
+    else:
+        x, y = pairs(train, balanced=True, rng=rng)
     tx, ty = pairs(test, balanced=False, rng=rng)
     bx, by = pairs(test, balanced=True, rng=rng)
     seen = {s for s, _ in train}
-    print(f"{len(data)} states ({len(distinct)} distinct; {len(test)} held out, {sum(s in seen for s, _ in test)} of them also in training), {len(x)} training pairs, "
-          f"held-out base rate {ty.mean():.3f}; data {time.time() - start:.0f} s", flush=True)
+    print(f"{len(data)} states ({len(distinct)} distinct; {len(test)} held out, {sum(s in seen for s, _ in test)} of them also in training), "
+          f"{len(x)} training {'states' if args.per_state else 'pairs'}, held-out base rate {ty.mean():.3f}; data {time.time() - start:.0f} s", flush=True)
 
     device = torch.device(args.device)
-    model = Probe(args.width, args.layers).to(device)
+    model = (StateTable(args.width, args.hidden, args.numbers_left) if args.per_state else Probe(args.width, args.layers)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     x, y = x.to(device), y.to(device)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, time_cosine_factor(200, args.minutes))  # warm-up 200 steps, cosine over the time
@@ -138,13 +205,20 @@ def main(argv: list[str] | None = None) -> None:
             print(f"step {steps} loss {loss.item():.4f} ({elapsed:.0f} s)", flush=True)
 
     model.eval()
-    report = {"held_out": args.held_out, "steps": steps, "batch": args.batch, "parameters": sum(p.numel() for p in model.parameters()),
-              "training_pairs": len(x), "held_out_states": len(test), "held_out_base_rate": round(ty.mean().item(), 4)}
-    with torch.no_grad():
-        for name, (ex, ey) in {"held_out_all_targets": (tx, ty), "held_out_balanced": (bx, by)}.items():
-            p = torch.cat([torch.sigmoid(model(ex[k:k + 65536].to(device)).float()).cpu() for k in range(0, len(ex), 65536)])
-            report[name] = {"accuracy": round(((p >= 0.5).float() == ey).float().mean().item(), 4),
-                            "majority_class": round(max(ey.mean().item(), 1 - ey.mean().item()), 4), "auroc": round(auroc(p, ey), 4)}
+    report = {"held_out": args.held_out, "per_state": args.per_state, "numbers_left": args.numbers_left, "steps": steps, "batch": args.batch,
+              "parameters": sum(p.numel() for p in model.parameters()), "training_rows": len(x), "held_out_states": len(test),
+              "held_out_base_rate": round(ty.mean().item(), 4)}
+    for name, (ex, ey) in {"held_out_all_targets": (tx, ty), "held_out_balanced": (bx, by)}.items():
+        report[name] = metrics(predict(model, ex[:, 0], ex[:, 1:], device), ey)
+    if args.search_runs:
+        met = search_pairs(args.search_runs.split(","), args.numbers_left)
+        p = predict(model, torch.tensor([t for t, _, _ in met]), torch.tensor([s for _, s, _ in met]), device)
+        ey = torch.tensor([ok for _, _, ok in met], dtype=torch.float32)
+        known = torch.tensor([s in seen for _, s, _ in met])
+        report["search_pairs"] = {"all": metrics(p, ey), "state_in_training": metrics(p[known], ey[known]),
+                                  "state_not_in_training": metrics(p[~known], ey[~known])}
+    if args.save:
+        torch.save({"args": vars(args), "state_dict": model.state_dict()}, args.save)
     print(json.dumps(report, indent=2))
 
 

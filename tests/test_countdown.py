@@ -405,6 +405,23 @@ def test_reachability_probe_states_labels_and_auroc():
     assert auroc(torch.tensor([.1, .4, .35, .8]), torch.tensor([0., 0., 1., 1.])) == 0.75  # 3 of 4 pairs ordered right
 
 
+def test_reachability_probe_walks_to_any_count_and_reads_the_pairs_a_search_met(tmp_path):
+    from evals.reachability_probe import labelled, search_pairs, walk_state
+
+    assert walk_state(5) == labelled(5)[0] and all(len(walk_state(k, left=3)) == 3 for k in range(10))
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [{"question": "24:2 3 4 8", "candidates": [
+        {"steps": ["8*3=24|2 4 24", "4/2=2|2 24"]},  # 3 numbers left, then 2
+        {"steps": ["3-2=1|1 4 8", "1*1=5|5 8"]},       # 3 left, then what an illegal step claims
+        {"steps": ["8*3=24|2 4 24"]}]},                  # the same pair again: counted once
+        {"question": "500:2 3 4 9", "candidates": [{"steps": ["9*4=36|2 3 36"]}]}]  # a target out of range: skipped
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    met = search_pairs([str(run)], left=3)
+    assert met == [(24, (1, 4, 8), cd.reachable((1, 4, 8), 24)), (24, (2, 4, 24), cd.reachable((2, 4, 24), 24))]
+    assert search_pairs([str(run)], left=2) == [(24, (2, 24), False), (24, (5, 8), False)]
+
+
 @pytest.mark.parametrize("held_out", ["states", "draws"])
 def test_reachability_probe_runs_end_to_end(held_out, capsys):
     from evals.reachability_probe import main
@@ -416,3 +433,25 @@ def test_reachability_probe_runs_end_to_end(held_out, capsys):
     assert report["held_out"] == held_out and report["steps"] >= 1 and report["held_out_states"] > 0
     for name in ("held_out_all_targets", "held_out_balanced"):
         assert 0.0 <= report[name]["accuracy"] <= 1.0 and 0.5 <= report[name]["majority_class"] <= 1.0
+
+
+def test_reachability_probe_per_state_scores_a_runs_pairs(tmp_path, capsys):
+    """--per_state (a logit per target) with three numbers left, scored on the pairs a run met, saved."""
+    import torch
+
+    from evals.reachability_probe import TARGETS, StateTable, main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.jsonl").write_text(json.dumps({"question": "24:2 3 4 8", "candidates": [{"steps": ["8*3=24|2 4 24"]}, {"steps": ["3-2=1|1 4 8"]}]}) + "\n")
+    main(["--per_state", "--numbers_left", "3", "--states", "300", "--minutes", "0.005", "--device", "cpu", "--procs", "1", "--width", "8",
+          "--hidden", "16", "--batch", "32", "--search_runs", str(run), "--save", str(tmp_path / "table.pt")])
+    out = capsys.readouterr().out
+    report = json.loads(out[out.index("{"):])
+    assert report["per_state"] and report["numbers_left"] == 3 and report["steps"] >= 1
+    assert report["search_pairs"]["all"]["pairs"] == 2
+    assert report["search_pairs"]["state_in_training"]["pairs"] + report["search_pairs"]["state_not_in_training"]["pairs"] == 2
+    saved = torch.load(tmp_path / "table.pt")
+    table = StateTable(8, 16, 3)
+    table.load_state_dict(saved["state_dict"])
+    assert table(torch.tensor([[2, 4, 24]])).shape == (1, len(TARGETS))
