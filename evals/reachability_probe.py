@@ -59,20 +59,26 @@ def labelled(seed: int, left: int = 4) -> tuple[tuple[int, ...], list[bool]]:
     return state, [t in made for t in TARGETS]
 
 
-def search_pairs(run_dirs: list[str], left: int) -> list[tuple[int, tuple[int, ...], bool]]:
-    """The distinct (target, numbers, reachable) a search met: every candidate step of the runs
-    that claims `left` numbers left, with a target in range and numbers the probe can read."""
-    pairs = set()
+def search_pairs(run_dirs: list[str], left: int) -> list[tuple[int, tuple[int, ...], bool, float | None]]:
+    """The distinct (target, numbers) a search met, with the oracle's verdict and the run's own
+    PRM score: every candidate step of the runs that claims `left` numbers left, with a target in
+    range and numbers the probe can read. The PRM score is the first one recorded for the pair on a
+    path legal up to it (where P(every step so far correct) is P(reachable)); None if every path
+    that met the pair had broken a rule before."""
+    found: dict[tuple[int, tuple[int, ...]], float | None] = {}
     for run in run_dirs:
         for line in (Path(run) / "results.jsonl").read_text().splitlines():
             row = json.loads(line)
             target = cd.parse_question(row["question"])[0]
             for cand in row["candidates"]:
-                for step in cand["steps"]:
+                legal, scores = cd.verify_steps(row["question"], cand["steps"]).step_legal, cand.get("scores", [])
+                for j, step in enumerate(cand["steps"]):
                     parsed = cd.parse_step(step)
                     if parsed and len(parsed[4]) == left and max(parsed[4]) < VOCAB and target in TARGETS:
-                        pairs.add((target, tuple(sorted(parsed[4]))))
-    return [(t, state, cd.reachable(state, t)) for t, state in sorted(pairs)]
+                        key = (target, tuple(sorted(parsed[4])))
+                        if found.get(key) is None:
+                            found[key] = scores[j] if legal[j] and j < len(scores) else None
+    return [(t, state, cd.reachable(state, t), found[t, state]) for t, state in sorted(found)]
 
 
 class Probe(nn.Module):
@@ -212,11 +218,15 @@ def main(argv: list[str] | None = None) -> None:
         report[name] = metrics(predict(model, ex[:, 0], ex[:, 1:], device), ey)
     if args.search_runs:
         met = search_pairs(args.search_runs.split(","), args.numbers_left)
-        p = predict(model, torch.tensor([t for t, _, _ in met]), torch.tensor([s for _, s, _ in met]), device)
-        ey = torch.tensor([ok for _, _, ok in met], dtype=torch.float32)
-        known = torch.tensor([s in seen for _, s, _ in met])
+        p = predict(model, torch.tensor([t for t, *_ in met]), torch.tensor([s for _, s, *_ in met]), device)
+        ey = torch.tensor([ok for _, _, ok, _ in met], dtype=torch.float32)
+        known = torch.tensor([s in seen for _, s, *_ in met])
+        scored = torch.tensor([prm is not None for *_, prm in met])
+        prm = torch.tensor([prm for *_, prm in met if prm is not None], dtype=torch.float32)
         report["search_pairs"] = {"all": metrics(p, ey), "state_in_training": metrics(p[known], ey[known]),
-                                  "state_not_in_training": metrics(p[~known], ey[~known])}
+                                  "state_not_in_training": metrics(p[~known], ey[~known]),
+                                  # beside the run's own PRM, on the pairs it scored on legal paths
+                                  "probe_where_the_run_prm_scored": metrics(p[scored], ey[scored]), "run_prm": metrics(prm, ey[scored])}
     if args.save:
         torch.save({"args": vars(args), "state_dict": model.state_dict()}, args.save)
     print(json.dumps(report, indent=2))

@@ -412,14 +412,14 @@ def test_reachability_probe_walks_to_any_count_and_reads_the_pairs_a_search_met(
     run = tmp_path / "run"
     run.mkdir()
     rows = [{"question": "24:2 3 4 8", "candidates": [
-        {"steps": ["8*3=24|2 4 24", "4/2=2|2 24"]},  # 3 numbers left, then 2
-        {"steps": ["3-2=1|1 4 8", "1*1=5|5 8"]},       # 3 left, then what an illegal step claims
-        {"steps": ["8*3=24|2 4 24"]}]},                  # the same pair again: counted once
-        {"question": "500:2 3 4 9", "candidates": [{"steps": ["9*4=36|2 3 36"]}]}]  # a target out of range: skipped
+        {"steps": ["8*3=24|2 4 24", "4/2=2|2 24"], "scores": [0.9, 0.3]},  # 3 numbers left, then 2
+        {"steps": ["3-2=1|1 4 8", "1*1=5|5 8"], "scores": [0.6, 0.2]},       # 3 left, then what an illegal step claims
+        {"steps": ["8*3=24|2 4 24"], "scores": [0.8]}]},                       # the same pair again: counted once, first score kept
+        {"question": "500:2 3 4 9", "candidates": [{"steps": ["9*4=36|2 3 36"], "scores": [0.5]}]}]  # a target out of range: skipped
     (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     met = search_pairs([str(run)], left=3)
-    assert met == [(24, (1, 4, 8), cd.reachable((1, 4, 8), 24)), (24, (2, 4, 24), cd.reachable((2, 4, 24), 24))]
-    assert search_pairs([str(run)], left=2) == [(24, (2, 24), False), (24, (5, 8), False)]
+    assert met == [(24, (1, 4, 8), cd.reachable((1, 4, 8), 24), 0.6), (24, (2, 4, 24), cd.reachable((2, 4, 24), 24), 0.9)]
+    assert search_pairs([str(run)], left=2) == [(24, (2, 24), False, 0.3), (24, (5, 8), False, None)]  # no PRM score after an illegal step
 
 
 @pytest.mark.parametrize("held_out", ["states", "draws"])
@@ -443,13 +443,14 @@ def test_reachability_probe_per_state_scores_a_runs_pairs(tmp_path, capsys):
 
     run = tmp_path / "run"
     run.mkdir()
-    (run / "results.jsonl").write_text(json.dumps({"question": "24:2 3 4 8", "candidates": [{"steps": ["8*3=24|2 4 24"]}, {"steps": ["3-2=1|1 4 8"]}]}) + "\n")
+    (run / "results.jsonl").write_text(json.dumps({"question": "24:2 3 4 8", "candidates": [{"steps": ["8*3=24|2 4 24"], "scores": [0.9]},
+                                                                                            {"steps": ["3-2=1|1 4 8"], "scores": [0.1]}]}) + "\n")
     main(["--per_state", "--numbers_left", "3", "--states", "300", "--minutes", "0.005", "--device", "cpu", "--procs", "1", "--width", "8",
           "--hidden", "16", "--batch", "32", "--search_runs", str(run), "--save", str(tmp_path / "table.pt")])
     out = capsys.readouterr().out
     report = json.loads(out[out.index("{"):])
     assert report["per_state"] and report["numbers_left"] == 3 and report["steps"] >= 1
-    assert report["search_pairs"]["all"]["pairs"] == 2
+    assert report["search_pairs"]["all"]["pairs"] == report["search_pairs"]["run_prm"]["pairs"] == 2
     assert report["search_pairs"]["state_in_training"]["pairs"] + report["search_pairs"]["state_not_in_training"]["pairs"] == 2
     saved = torch.load(tmp_path / "table.pt")
     table = StateTable(8, 16, 3)
