@@ -456,3 +456,31 @@ def test_reachability_probe_per_state_scores_a_runs_pairs(tmp_path, capsys):
     table = StateTable(8, 16, 3)
     table.load_state_dict(saved["state_dict"])
     assert table(torch.tensor([[2, 4, 24]])).shape == (1, len(TARGETS))
+
+
+def test_table_capped_prm_caps_only_the_steps_its_probes_read(tmp_path):
+    """evals.table_capped_search: min(PRM, probe) on steps leaving the probe's count of numbers, the PRM's score elsewhere."""
+    import torch
+
+    from engine.types import Cost, Scores, StepPath
+    from evals.reachability_probe import TARGETS, StateTable
+    from evals.table_capped_search import TableCappedPRM, load_table
+
+    class FakePRM:
+        fmt = None
+
+        def score(self, paths):
+            return Scores([[0.9] * len(p.steps) for p in paths], Cost(prm_calls=1))
+
+    table = StateTable(4, 8, 3)
+    with torch.no_grad():
+        for p in table.parameters():
+            p.zero_()
+        table.mlp[-1].bias[24 - TARGETS[0]] = -2.0  # P(reachable) = sigmoid(-2) for target 24, 0.5 for any other
+    torch.save({"args": {"per_state": True, "width": 4, "hidden": 8, "numbers_left": 3}, "state_dict": table.state_dict()}, tmp_path / "t.pt")
+    capped = TableCappedPRM(FakePRM(), [load_table(str(tmp_path / "t.pt"))])
+    paths = [StepPath("24:2 3 4 8", ("8*3=24|2 4 24", "4/2=2|2 24")), StepPath("30:2 3 4 8", ("3-2=1|1 4 8",)), StepPath("24:2 3 4", ("4-3=1|1 2",))]
+    got = capped.score(paths).scores
+    low = torch.sigmoid(torch.tensor(-2.0)).item()
+    assert got[0][0] == pytest.approx(low) and got[0][1] == 0.9  # 3 left: capped; 2 left: the PRM's
+    assert got[1] == [0.5] and got[2] == [0.9]
