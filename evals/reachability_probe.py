@@ -5,11 +5,11 @@ numbers as whole-number tokens (no digits to read), the label the exact oracle's
 
 States are the four-number states countdown paths pass through: random legal moves from random
 5- and 6-number questions (numbers 1..20) until four numbers are left (`--numbers_left 3`: three,
-from 4- to 6-number questions). Every state is labelled for every target 10..100. Held out (`--held_out`): 10% of the distinct states (`states`: does the
-judgement generalize to states never seen?), or 10% of the draws (`draws`: how well are the
-states a path meets judged, many of them seen in training, as a verifier trained on the same
-walks would meet them). Training samples (state,
-target) pairs half reachable, half not; the report is accuracy and AUROC on held-out pairs (at
+from 4- to 6-number questions). Every state is labelled for every target 10..100. Held out
+(`--held_out`): 10% of the distinct states (`states`: does the judgement generalize to states
+never seen?), or 10% of the draws (`draws`: how well are the states a path meets judged, many of
+them seen in training, as a verifier trained on the same walks would meet them). Training
+samples (state, target) pairs half reachable, half not; the report is accuracy and AUROC on held-out pairs (at
 the held-out base rate and balanced), with the majority-class accuracy beside them.
 
 `--per_state` asks the question the other way round: the input is the numbers alone and the
@@ -82,7 +82,7 @@ def search_pairs(run_dirs: list[str], left: int) -> list[tuple[int, tuple[int, .
 
 
 class Probe(nn.Module):
-    """Target and four numbers as tokens, a role embedding each, a transformer encoder, one logit."""
+    """The target and the numbers as tokens, a role embedding each, a transformer encoder, one logit."""
 
     def __init__(self, width: int, layers: int):
         super().__init__()
