@@ -102,6 +102,7 @@ class StateTable(nn.Module):
 
     def __init__(self, width: int, hidden: int, left: int):
         super().__init__()
+        self.left = left  # how many numbers it reads
         self.numbers = nn.Embedding(VOCAB, width)
         self.mlp = nn.Sequential(nn.Linear(left * width, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, len(TARGETS)))
 

@@ -36,7 +36,7 @@ def load_table(path: str) -> StateTable:
 class TableCappedPRM:
     def __init__(self, prm, tables: Sequence[StateTable]):
         self.prm, self.fmt = prm, prm.fmt
-        self.tables = {t.mlp[0].in_features // t.numbers.embedding_dim: t for t in tables}  # numbers left -> probe
+        self.tables = {t.left: t for t in tables}  # numbers left -> probe
 
     def reset_caches(self) -> None:
         self.prm.reset_caches()
