@@ -59,6 +59,15 @@ def labelled(seed: int, left: int = 4) -> tuple[tuple[int, ...], list[bool]]:
     return state, [t in made for t in TARGETS]
 
 
+def claimed_state(target: int, step: str, left: int | None = None) -> tuple[int, ...] | None:
+    """The numbers a countdown step claims are left, sorted, where a probe can read them: the
+    target in range, every number below VOCAB and, given `left`, that many numbers; else None."""
+    parsed = cd.parse_step(step)
+    if not parsed or target not in TARGETS or max(parsed[4], default=VOCAB) >= VOCAB or left not in (None, len(parsed[4])):
+        return None
+    return tuple(sorted(parsed[4]))
+
+
 def search_pairs(run_dirs: list[str], left: int) -> list[tuple[int, tuple[int, ...], bool, float | None]]:
     """The distinct (target, numbers) a search met, with the oracle's verdict and the run's own
     PRM score: every candidate step of the runs that claims `left` numbers left, with a target in
@@ -73,11 +82,8 @@ def search_pairs(run_dirs: list[str], left: int) -> list[tuple[int, tuple[int, .
             for cand in row["candidates"]:
                 legal, scores = cd.verify_steps(row["question"], cand["steps"]).step_legal, cand.get("scores", [])
                 for j, step in enumerate(cand["steps"]):
-                    parsed = cd.parse_step(step)
-                    if parsed and len(parsed[4]) == left and max(parsed[4]) < VOCAB and target in TARGETS:
-                        key = (target, tuple(sorted(parsed[4])))
-                        if found.get(key) is None:
-                            found[key] = scores[j] if legal[j] and j < len(scores) else None
+                    if (state := claimed_state(target, step, left)) and found.get((target, state)) is None:
+                        found[target, state] = scores[j] if legal[j] and j < len(scores) else None
     return [(t, state, cd.reachable(state, t), found[t, state]) for t, state in sorted(found)]
 
 
@@ -108,6 +114,17 @@ class StateTable(nn.Module):
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         return self.mlp(self.numbers(states).flatten(1))
+
+
+def load_state_table(path: str) -> StateTable:
+    """A StateTable written by `--per_state --save`."""
+    saved = torch.load(path)
+    args = saved["args"]
+    if not args["per_state"]:
+        raise SystemExit(f"error: {path} is not a --per_state probe")
+    table = StateTable(args["width"], args["hidden"], args["numbers_left"])
+    table.load_state_dict(saved["state_dict"])
+    return table.eval()
 
 
 def predict(model: nn.Module, targets: torch.Tensor, states: torch.Tensor, device: torch.device) -> torch.Tensor:

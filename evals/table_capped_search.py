@@ -19,18 +19,8 @@ import torch
 
 from engine.types import Scores, StepPath
 from evals import run
-from evals.reachability_probe import TARGETS, VOCAB, StateTable
+from evals.reachability_probe import StateTable, claimed_state, load_state_table, predict
 from problems import countdown as cd
-
-
-def load_table(path: str) -> StateTable:
-    saved = torch.load(path)
-    args = saved["args"]
-    if not args["per_state"]:
-        raise SystemExit(f"error: {path} is not a --per_state probe")
-    table = StateTable(args["width"], args["hidden"], args["numbers_left"])
-    table.load_state_dict(saved["state_dict"])
-    return table.eval()
 
 
 class TableCappedPRM:
@@ -48,16 +38,13 @@ class TableCappedPRM:
         for i, path in enumerate(paths):
             target = cd.parse_question(path.question)[0]
             for j, step in enumerate(path.steps[: len(scores[i])]):
-                parsed = cd.parse_step(step)
-                if parsed and len(parsed[4]) in asks and max(parsed[4]) < VOCAB and target in TARGETS:
-                    asks[len(parsed[4])].append((i, j, target, tuple(sorted(parsed[4]))))
-        with torch.no_grad():
-            for k, rows in asks.items():
-                if rows:
-                    logits = self.tables[k](torch.tensor([s for *_, s in rows]))
-                    p = torch.sigmoid(logits[torch.arange(len(rows)), torch.tensor([t - TARGETS[0] for _, _, t, _ in rows])]).tolist()
-                    for (i, j, _, _), v in zip(rows, p):
-                        scores[i][j] = min(scores[i][j], v)
+                if (state := claimed_state(target, step)) and len(state) in asks:
+                    asks[len(state)].append((i, j, target, state))
+        for k, rows in asks.items():
+            if rows:
+                p = predict(self.tables[k], torch.tensor([t for _, _, t, _ in rows]), torch.tensor([s for *_, s in rows]), torch.device("cpu"))
+                for (i, j, _, _), v in zip(rows, p.tolist()):
+                    scores[i][j] = min(scores[i][j], v)
         return Scores(scores, out.cost)
 
 
@@ -65,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0].startswith("-"):
         raise SystemExit(__doc__)
-    tables = [load_table(p) for p in argv[0].split(",")]
+    tables = [load_state_table(p) for p in argv[0].split(",")]
     load_models = run.load_models
 
     def capped(*args, **kwargs):

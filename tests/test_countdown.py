@@ -463,8 +463,8 @@ def test_table_capped_prm_caps_only_the_steps_its_probes_read(tmp_path):
     import torch
 
     from engine.types import Cost, Scores, StepPath
-    from evals.reachability_probe import TARGETS, StateTable
-    from evals.table_capped_search import TableCappedPRM, load_table
+    from evals.reachability_probe import TARGETS, StateTable, load_state_table
+    from evals.table_capped_search import TableCappedPRM
 
     class FakePRM:
         fmt = None
@@ -478,7 +478,7 @@ def test_table_capped_prm_caps_only_the_steps_its_probes_read(tmp_path):
             p.zero_()
         table.mlp[-1].bias[24 - TARGETS[0]] = -2.0  # P(reachable) = sigmoid(-2) for target 24, 0.5 for any other
     torch.save({"args": {"per_state": True, "width": 4, "hidden": 8, "numbers_left": 3}, "state_dict": table.state_dict()}, tmp_path / "t.pt")
-    capped = TableCappedPRM(FakePRM(), [load_table(str(tmp_path / "t.pt"))])
+    capped = TableCappedPRM(FakePRM(), [load_state_table(str(tmp_path / "t.pt"))])
     paths = [StepPath("24:2 3 4 8", ("8*3=24|2 4 24", "4/2=2|2 24")), StepPath("30:2 3 4 8", ("3-2=1|1 4 8",)), StepPath("24:2 3 4", ("4-3=1|1 2",))]
     got = capped.score(paths).scores
     low = torch.sigmoid(torch.tensor(-2.0)).item()
