@@ -21,51 +21,23 @@ judgement a verifier is asked for in a search, split by whether the state was a 
     python -m evals.reachability_probe --minutes 3 --states 200000      # a GPU: minutes
     python -m evals.reachability_probe --minutes 0.2 --states 2000 --device cpu   # a smoke run
     python -m evals.reachability_probe --per_state --held_out states --states 400000 --minutes 25 --device cpu \
-        --search_runs runs/cd-test7/dfs-n64,runs/cd-test7/best_of_n-n16,runs/cd-test7/beam-n16 --save runs/table4.pt
+        --search_runs runs/cd-test7/dfs-n64,runs/cd-test7/best_of_n-n16,runs/cd-test7/beam-n16 --save runs/table4
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import random
 import time
-from multiprocessing import Pool
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from problems import countdown as cd
-from trainers.common import time_cosine_factor
-
-TARGETS = range(10, 101)
-VOCAB = 1001  # countdown step results are at most 1,000
-
-
-def walk_state(seed: int, left: int = 4) -> tuple[int, ...]:
-    """Where random legal moves from a random question with more than `left` numbers (up to 6) leave `left` numbers."""
-    rng = random.Random(seed)
-    state = tuple(sorted(rng.randint(1, 20) for _ in range(rng.choice(range(left + 1, 7)))))
-    while len(state) > left:
-        state = rng.choice(cd.moves(state))[1]
-    return state
-
-
-def labelled(seed: int, left: int = 4) -> tuple[tuple[int, ...], list[bool]]:
-    state = walk_state(seed, left)
-    made = cd.values(state)
-    return state, [t in made for t in TARGETS]
-
-
-def claimed_state(target: int, step: str, left: int | None = None) -> tuple[int, ...] | None:
-    """The numbers a countdown step claims are left, sorted, where a probe can read them: the
-    target in range, every number below VOCAB and, given `left`, that many numbers; else None."""
-    parsed = cd.parse_step(step)
-    if not parsed or target not in TARGETS or max(parsed[4], default=VOCAB) >= VOCAB or left not in (None, len(parsed[4])):
-        return None
-    return tuple(sorted(parsed[4]))
+from problems.countdown_value import TARGETS, VOCAB, StateTable, claimed_state, predict, save_tables
+from trainers.countdown_value import fit, walks
 
 
 def search_pairs(run_dirs: list[str], left: int) -> list[tuple[int, tuple[int, ...], bool, float | None]]:
@@ -103,41 +75,15 @@ class Probe(nn.Module):
         return self.head(self.encoder(x).mean(dim=1)).squeeze(-1)
 
 
-class StateTable(nn.Module):
-    """The numbers (sorted) alone in, one logit per target out: an embedding each, concatenated, a 2-layer MLP."""
-
-    def __init__(self, width: int, hidden: int, left: int):
-        super().__init__()
-        self.left = left  # how many numbers it reads
-        self.numbers = nn.Embedding(VOCAB, width)
-        self.mlp = nn.Sequential(nn.Linear(left * width, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, len(TARGETS)))
-
-    def forward(self, states: torch.Tensor) -> torch.Tensor:
-        return self.mlp(self.numbers(states).flatten(1))
-
-
-def load_state_table(path: str) -> StateTable:
-    """A StateTable written by `--per_state --save`."""
-    saved = torch.load(path)
-    args = saved["args"]
-    if not args["per_state"]:
-        raise SystemExit(f"error: {path} is not a --per_state probe")
-    table = StateTable(args["width"], args["hidden"], args["numbers_left"])
-    table.load_state_dict(saved["state_dict"])
-    return table.eval()
-
-
-def predict(model: nn.Module, targets: torch.Tensor, states: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """P(reachable) of each (target, state), by either probe, in chunks."""
+def probe_predict(model: nn.Module, targets: torch.Tensor, states: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """P(reachable) of each (target, state), by either probe."""
+    if isinstance(model, StateTable):
+        return predict(model, targets, states, device)
     out = []
     with torch.no_grad():
         for k in range(0, len(states), 65536):
             t, x = targets[k : k + 65536].to(device), states[k : k + 65536].to(device)
-            if isinstance(model, StateTable):
-                logits = model(x).float()[torch.arange(len(x), device=device), t - TARGETS[0]]
-            else:
-                logits = model(torch.cat([t[:, None], x], dim=1)).float()
-            out.append(torch.sigmoid(logits).cpu())
+            out.append(torch.sigmoid(model(torch.cat([t[:, None], x], dim=1)).float()).cpu())
     return torch.cat(out) if out else torch.empty(0)
 
 
@@ -185,12 +131,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--procs", type=int, default=8)
     parser.add_argument("--held_out", choices=("states", "draws"), default="states", help="hold out 10%% of the distinct states, or of the draws")
     parser.add_argument("--search_runs", default="", help="comma-separated evals.run directories: also score the pairs their candidates met")
-    parser.add_argument("--save", default=None, help="write the trained probe here (torch.save)")
+    parser.add_argument("--save", default=None, help="--per_state: write the table here, a value model directory (problems.countdown_value)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     start = time.time()
-    with Pool(args.procs) as pool:
-        data = pool.map(functools.partial(labelled, left=args.numbers_left), range(args.states), chunksize=1000)
+    data = walks(args.states, args.numbers_left, args.procs)
     distinct = sorted({s for s, _ in data})
     if args.held_out == "states":
         held = set(random.Random(0).sample(distinct, len(distinct) // 10))
@@ -212,31 +157,16 @@ def main(argv: list[str] | None = None) -> None:
 
     device = torch.device(args.device)
     model = (StateTable(args.width, args.hidden, args.numbers_left) if args.per_state else Probe(args.width, args.layers)).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    x, y = x.to(device), y.to(device)
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, time_cosine_factor(200, args.minutes))  # warm-up 200 steps, cosine over the time
-    steps, t0, limit = 0, time.time(), args.minutes * 60
-    while (elapsed := time.time() - t0) < limit:
-        idx = torch.randint(len(x), (args.batch,), device=device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss = nn.functional.binary_cross_entropy_with_logits(model(x[idx]).float(), y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        schedule.step()
-        steps += 1
-        if steps % 1000 == 0:
-            print(f"step {steps} loss {loss.item():.4f} ({elapsed:.0f} s)", flush=True)
-
+    steps = fit(model, x, y, args.batch, args.lr, device, minutes=args.minutes)
     model.eval()
     report = {"held_out": args.held_out, "per_state": args.per_state, "numbers_left": args.numbers_left, "steps": steps, "batch": args.batch,
               "parameters": sum(p.numel() for p in model.parameters()), "training_rows": len(x), "held_out_states": len(test),
               "held_out_base_rate": round(ty.mean().item(), 4)}
     for name, (ex, ey) in {"held_out_all_targets": (tx, ty), "held_out_balanced": (bx, by)}.items():
-        report[name] = metrics(predict(model, ex[:, 0], ex[:, 1:], device), ey)
+        report[name] = metrics(probe_predict(model, ex[:, 0], ex[:, 1:], device), ey)
     if args.search_runs:
         met = search_pairs(args.search_runs.split(","), args.numbers_left)
-        p = predict(model, torch.tensor([t for t, *_ in met]), torch.tensor([s for _, s, *_ in met]), device)
+        p = probe_predict(model, torch.tensor([t for t, *_ in met]), torch.tensor([s for _, s, *_ in met]), device)
         ey = torch.tensor([ok for _, _, ok, _ in met], dtype=torch.float32)
         known = torch.tensor([s in seen for _, s, *_ in met])
         scored = torch.tensor([prm is not None for *_, prm in met])
@@ -246,7 +176,9 @@ def main(argv: list[str] | None = None) -> None:
                                   # beside the run's own PRM, on the pairs it scored on legal paths
                                   "probe_where_the_run_prm_scored": metrics(p[scored], ey[scored]), "run_prm": metrics(prm, ey[scored])}
     if args.save:
-        torch.save({"args": vars(args), "state_dict": model.state_dict()}, args.save)
+        if not args.per_state:
+            raise SystemExit("error: --save writes a value model (countdown_value state tables): it needs --per_state")
+        save_tables([model.cpu()], args.save)
     print(json.dumps(report, indent=2))
 
 

@@ -50,11 +50,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threshold", type=float, default=None, help=f"greedy_retry acceptance threshold; default {d.threshold}")
     parser.add_argument("--dfs-prune", type=float, default=None, help=f"dfs: a path whose last step scores below this is pruned; default {d.dfs_prune}")
     parser.add_argument("--dfs-accept", type=float, default=None, help=f"dfs: a finished path whose last step scores at least this ends the search; default {d.dfs_accept}")
+    parser.add_argument("--dfs-width", type=int, default=None, help="dfs: next steps proposed per expansion (at most n); default: --beam-width")
     parser.add_argument("--mcts-iterations", type=int, default=None, help="mcts expansions per problem; default 2n")
     parser.add_argument("--seed", type=int, default=None, help=f"seeds the search (each problem's requests, see strategies.base) and the vLLM engine; default {d.seed}")
     parser.add_argument("--recipe", default=None, help="a recipes/*.yaml setup: models, step formats, engine and search settings (default: the embedded world)")
     parser.add_argument("--policy", default=None, help=f"policy model directory (default: the recipe's, else {DEFAULT_POLICY.relative_to(DEFAULT_POLICY.parents[1])})")
     parser.add_argument("--prm", default=None, help=f"PRM model directory (default: the recipe's, else {DEFAULT_PRM.relative_to(DEFAULT_PRM.parents[1])}), or 'oracle': an embedded world's exact process labels")
+    parser.add_argument("--value", default=None, help="countdown: a value model (state tables, problems.countdown_value) that caps the PRM's scores (default: the recipe's), or 'none': the PRM alone")
     parser.add_argument("--policy-url", default=None, help="a running `vllm serve` of the policy (http://host:port) instead of an engine in this process")
     parser.add_argument("--prm-url", default=None, help="a running `vllm serve --logprobs-mode processed_logprobs` of the token PRM")
     parser.add_argument("--prm-backend", default="vllm", choices=["vllm", "hf"], help="PRM scorer")
@@ -101,7 +103,7 @@ def shard(problems: list, spec: str | None) -> list:
     return problems[i::k]
 
 
-SEARCH_FLAGS = ("n", "beam_width", "temperature", "aggregation", "selection", "threshold", "dfs_prune", "dfs_accept", "mcts_iterations", "seed")
+SEARCH_FLAGS = ("n", "beam_width", "temperature", "aggregation", "selection", "threshold", "dfs_prune", "dfs_accept", "dfs_width", "mcts_iterations", "seed")
 
 
 def fill_search_flags(args: argparse.Namespace, recipe=None) -> None:
@@ -290,7 +292,7 @@ def load_models(args: argparse.Namespace, recipe, need_prm: bool, problems: list
         if None in worlds or len(worlds) != 1:
             raise DatasetError("--prm oracle needs the problems of one embedded world (e.g. --dataset countdown-test)")
         return policy, OraclePRM(worlds.pop(), policy.fmt)
-    return policy, recipe.prm(engine_config(args, recipe), model=args.prm, backend=args.prm_backend, url=args.prm_url)
+    return policy, recipe.prm(engine_config(args, recipe), model=args.prm, backend=args.prm_backend, url=args.prm_url, value=args.value)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,6 +16,7 @@ A recipe file:
     prm:
       kind: token                          # token: label tokens read at SEP; classifier: a 2-class head at SEP
       model: local:shepherd-prm-standin
+      value: models/countdown-value        # optional, countdown only: state tables that cap the PRM's score (problems.countdown_value)
       format: {sep: "ки", eos: "<|im_end|>", positive: "+", negative: "-", chat_template: false}
     engine: {max_model_len: 2048}          # any EngineConfig field (vLLM knobs)
     search: {max_step_tokens: 128}         # any strategies.SearchConfig field
@@ -50,6 +51,7 @@ class ModelSpec:
     format: StepFormat
     kind: str = "token"  # PRM only
     url: str | None = None  # a running `vllm serve` of this model to use instead of an engine in this process
+    value: str | None = None  # PRM only: a countdown value model (state tables) that caps the PRM's scores
 
     def path(self) -> Path | str:
         """The model to load: a local:NAME built on this machine, a directory (relative to the
@@ -97,20 +99,40 @@ class Recipe:
 
         return Policy(model or self.policy_spec.path(), self.policy_spec.format, config or self.engine_config(), url=url or self.policy_spec.url)
 
-    def prm(self, config: EngineConfig | None = None, model: str | None = None, backend: str = "vllm", url: str | None = None):
-        """The PRM: vLLM in this process, the server at url (argument, else the recipe's), or transformers (backend hf)."""
+    def prm(self, config: EngineConfig | None = None, model: str | None = None, backend: str = "vllm", url: str | None = None,
+            value: str | None = None):
+        """The PRM: vLLM in this process, the server at url (argument, else the recipe's), or transformers (backend hf);
+        capped by a value model (argument, else the recipe's; "none": the PRM alone)."""
         from engine import HFPRM, VLLMPRM, VLLMClassifierPRM
 
         if self.prm_spec is None:
             raise RecipeError(f"recipe {self.name!r} has no PRM")
         path, fmt, url = model or self.prm_spec.path(), self.prm_spec.format, url or self.prm_spec.url
+        value = value or self.prm_spec.value
+        value = None if value == "none" else value
+        if value and self.world != "countdown":
+            raise RecipeError(f"recipe {self.name!r}: a value model reads countdown states; the recipe's world is {self.world!r}")
+        tables = self._value_tables(value) if value else None  # a bad directory is an error before an engine starts
         if backend == "hf":
-            return HFPRM(path, fmt, kind=self.prm_spec.kind)
-        if self.prm_spec.kind == "classifier":
+            prm = HFPRM(path, fmt, kind=self.prm_spec.kind)
+        elif self.prm_spec.kind == "classifier":
             if url:
                 raise RecipeError("a classifier PRM is served in this process only (vLLM's pooling path); drop its url")
-            return VLLMClassifierPRM(path, fmt, config or self.engine_config())
-        return VLLMPRM(path, fmt, config or self.engine_config(), url=url)
+            prm = VLLMClassifierPRM(path, fmt, config or self.engine_config())
+        else:
+            prm = VLLMPRM(path, fmt, config or self.engine_config(), url=url)
+        if tables is None:
+            return prm
+        from problems.countdown_value import ValueCappedPRM
+
+        return ValueCappedPRM(prm, tables)
+
+    @staticmethod
+    def _value_tables(value: str):
+        from problems.countdown_value import load_tables
+
+        path = Path(value).expanduser()
+        return load_tables(path if path.is_absolute() or path.exists() else REPO_ROOT / path)
 
 
 def _check_keys(where: str, given: dict, allowed) -> None:
@@ -122,7 +144,7 @@ def _check_keys(where: str, given: dict, allowed) -> None:
 def _model_spec(where: str, raw: Any, prm: bool) -> ModelSpec:
     if not isinstance(raw, dict) or not isinstance(raw.get("model"), str):
         raise RecipeError(f"{where}: needs a mapping with a 'model' (a directory, a hub id or local:NAME)")
-    _check_keys(where, raw, {"model", "format", "kind", "url"} if prm else {"model", "format", "url"})
+    _check_keys(where, raw, {"model", "format", "kind", "url", "value"} if prm else {"model", "format", "url"})
     fmt_raw = raw.get("format", {})
     if not isinstance(fmt_raw, dict):
         raise RecipeError(f"{where}.format: must be a mapping of StepFormat fields")
@@ -134,7 +156,9 @@ def _model_spec(where: str, raw: Any, prm: bool) -> ModelSpec:
     kind = raw.get("kind", "token")
     if kind not in PRM_KINDS:
         raise RecipeError(f"{where}.kind: must be one of {PRM_KINDS}, got {kind!r}")
-    return ModelSpec(raw["model"], fmt, kind, raw.get("url"))
+    if raw.get("value") is not None and not isinstance(raw["value"], str):
+        raise RecipeError(f"{where}.value: must be a directory of a countdown value model")
+    return ModelSpec(raw["model"], fmt, kind, raw.get("url"), raw.get("value"))
 
 
 def load_recipe(path: str | Path) -> Recipe:

@@ -12,7 +12,7 @@ The budget `n` means one thing everywhere: how many samples of the policy a prob
 draws at each point it samples, n whole paths (best_of_n, majority) or n next steps per round
 (beam, dvts: about the tokens of n whole paths). mcts expands 2n times (unless
 `mcts_iterations` says otherwise), `mcts_expand` children each; dfs at most n times,
-`beam_width` children each, and stops once it accepts an answer; greedy and greedy_retry do not
+`dfs_width` (default `beam_width`) children each, and stops once it accepts an answer; greedy and greedy_retry do not
 use it (their `uses_budget` is False). Each strategy's docstring says how it spends it.
 
 Batch invariance: a problem's result depends on the problem, the models, the config and
@@ -93,6 +93,7 @@ class SearchConfig:
     mcts_rollout: bool = False  # mcts: value = PRM on a rollout to EOS instead of the new step's score
     dfs_prune: float = 0.2  # dfs: a path whose last step scores below this is pruned (chosen on countdown dev)
     dfs_accept: float = 0.5  # dfs: a finished path whose last step scores at least this is the answer
+    dfs_width: int | None = None  # dfs: next steps proposed per expansion (at most n); None: beam_width
 
 
 @dataclass

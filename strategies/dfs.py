@@ -1,7 +1,7 @@
 """Depth-first search with PRM pruning and backtracking (Tree of Thoughts' DFS, Yao et al. 2023).
 
 Per problem, a stack of open paths, the most promising on top. Each round every problem pops
-its top path and proposes M = beam_width next steps of it (identical ones merged, and paths
+its top path and proposes M = dfs_width (default beam_width) next steps of it (identical ones merged, and paths
 this problem has met before dropped); the PRM scores them. A path's value is the score of its
 last step, the PRM's P(every step so far correct): Tree of Thoughts' state value. A new path
 whose value is below `dfs_prune` is pruned (it stays a candidate); a finished one whose value
@@ -32,7 +32,9 @@ class DFS:
 
     def search(self, problems: Sequence[Any], policy, prm, config: SearchConfig) -> list[SearchResult]:
         services = Services(problems, policy, prm, config)
-        agg, width = config.aggregation, min(config.beam_width, config.n)
+        if config.dfs_width is not None and config.dfs_width < 1:
+            raise ValueError(f"need dfs_width >= 1, got {config.dfs_width}")
+        agg, width = config.aggregation, min(config.dfs_width or config.beam_width, config.n)
         roots = [Candidate(services.root(i), []) for i in range(len(problems))]
         stacks: list[list[Candidate]] = [[] for _ in problems]  # open paths to expand, the next on top (last)
         seen: list[set] = [set() for _ in problems]

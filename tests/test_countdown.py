@@ -395,7 +395,9 @@ def test_reachability_probe_states_labels_and_auroc():
     """evals.reachability_probe: four-number states from legal walks, labelled by the oracle for every target; a rank AUROC."""
     import torch
 
-    from evals.reachability_probe import TARGETS, auroc, labelled
+    from evals.reachability_probe import auroc
+    from problems.countdown_value import TARGETS
+    from trainers.countdown_value import labelled
 
     for seed in range(20):
         state, labels = labelled(seed)
@@ -406,7 +408,8 @@ def test_reachability_probe_states_labels_and_auroc():
 
 
 def test_reachability_probe_walks_to_any_count_and_reads_the_pairs_a_search_met(tmp_path):
-    from evals.reachability_probe import labelled, search_pairs, walk_state
+    from evals.reachability_probe import search_pairs
+    from trainers.countdown_value import labelled, walk_state
 
     assert walk_state(5) == labelled(5)[0] and all(len(walk_state(k, left=3)) == 3 for k in range(10))
     run = tmp_path / "run"
@@ -439,32 +442,31 @@ def test_reachability_probe_per_state_scores_a_runs_pairs(tmp_path, capsys):
     """--per_state (a logit per target) with three numbers left, scored on the pairs a run met, saved."""
     import torch
 
-    from evals.reachability_probe import TARGETS, StateTable, main
+    from evals.reachability_probe import main
+    from problems.countdown_value import TARGETS, load_tables
 
     run = tmp_path / "run"
     run.mkdir()
     (run / "results.jsonl").write_text(json.dumps({"question": "24:2 3 4 8", "candidates": [{"steps": ["8*3=24|2 4 24"], "scores": [0.9]},
                                                                                             {"steps": ["3-2=1|1 4 8"], "scores": [0.1]}]}) + "\n")
     main(["--per_state", "--numbers_left", "3", "--states", "300", "--minutes", "0.005", "--device", "cpu", "--procs", "1", "--width", "8",
-          "--hidden", "16", "--batch", "32", "--search_runs", str(run), "--save", str(tmp_path / "table.pt")])
+          "--hidden", "16", "--batch", "32", "--search_runs", str(run), "--save", str(tmp_path / "table")])
     out = capsys.readouterr().out
     report = json.loads(out[out.index("{"):])
     assert report["per_state"] and report["numbers_left"] == 3 and report["steps"] >= 1
     assert report["search_pairs"]["all"]["pairs"] == report["search_pairs"]["run_prm"]["pairs"] == 2
     assert report["search_pairs"]["state_in_training"]["pairs"] + report["search_pairs"]["state_not_in_training"]["pairs"] == 2
-    saved = torch.load(tmp_path / "table.pt")
-    table = StateTable(8, 16, 3)
-    table.load_state_dict(saved["state_dict"])
-    assert table(torch.tensor([[2, 4, 24]])).shape == (1, len(TARGETS))
+    [table] = load_tables(tmp_path / "table")
+    assert table.left == 3 and table(torch.tensor([[2, 4, 24]])).shape == (1, len(TARGETS))
 
 
-def test_table_capped_prm_caps_only_the_steps_its_probes_read(tmp_path):
-    """evals.table_capped_search: min(PRM, probe) on steps leaving the probe's count of numbers, the PRM's score elsewhere."""
+def test_value_capped_prm_caps_only_the_steps_its_tables_read(tmp_path):
+    """problems.countdown_value: min(PRM, table) on steps leaving a table's count of numbers, the PRM's score elsewhere;
+    the tables survive save and load (float16 on disk)."""
     import torch
 
     from engine.types import Cost, Scores, StepPath
-    from evals.reachability_probe import TARGETS, StateTable, load_state_table
-    from evals.table_capped_search import TableCappedPRM
+    from problems.countdown_value import TARGETS, StateTable, ValueCappedPRM, load_tables, save_tables
 
     class FakePRM:
         fmt = None
@@ -477,10 +479,59 @@ def test_table_capped_prm_caps_only_the_steps_its_probes_read(tmp_path):
         for p in table.parameters():
             p.zero_()
         table.mlp[-1].bias[24 - TARGETS[0]] = -2.0  # P(reachable) = sigmoid(-2) for target 24, 0.5 for any other
-    torch.save({"args": {"per_state": True, "width": 4, "hidden": 8, "numbers_left": 3}, "state_dict": table.state_dict()}, tmp_path / "t.pt")
-    capped = TableCappedPRM(FakePRM(), [load_state_table(str(tmp_path / "t.pt"))])
+    save_tables([table], tmp_path / "value")
+    capped = ValueCappedPRM(FakePRM(), load_tables(tmp_path / "value"))
     paths = [StepPath("24:2 3 4 8", ("8*3=24|2 4 24", "4/2=2|2 24")), StepPath("30:2 3 4 8", ("3-2=1|1 4 8",)), StepPath("24:2 3 4", ("4-3=1|1 2",))]
     got = capped.score(paths).scores
     low = torch.sigmoid(torch.tensor(-2.0)).item()
     assert got[0][0] == pytest.approx(low) and got[0][1] == 0.9  # 3 left: capped; 2 left: the PRM's
     assert got[1] == [0.5] and got[2] == [0.9]
+
+
+def test_value_model_directory_errors(tmp_path):
+    from engine.models import ModelDirError
+    from problems.countdown_value import load_tables
+
+    with pytest.raises(ModelDirError, match="no config.json"):
+        load_tables(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"tables": [{"left": 3, "width": 4, "hidden": 8, "file": "gone.safetensors"}]}))
+    with pytest.raises(ModelDirError, match="not a countdown state-table model"):
+        load_tables(tmp_path)
+
+
+def test_countdown_value_trainer_is_seeded_and_writes_a_loadable_model(tmp_path):
+    """trainers.countdown_value: both tables trained for a fixed count of steps, the same weights from the same seed."""
+    import torch
+
+    from problems.countdown_value import load_tables
+    from trainers.countdown_value import main
+
+    args = ["--walks", "300", "--numbers_left", "4,3", "--hidden", "16,8", "--steps", "3,2", "--width", "4", "--batch", "16",
+            "--procs", "1", "--device", "cpu"]
+    main(args + ["--output_dir", str(tmp_path / "a")])
+    main(args + ["--output_dir", str(tmp_path / "b")])
+    a, b = load_tables(tmp_path / "a"), load_tables(tmp_path / "b")
+    assert [t.left for t in a] == [4, 3] and [t.hidden for t in a] == [16, 8]
+    assert all(torch.equal(x, y) for ta, tb in zip(a, b) for x, y in zip(ta.state_dict().values(), tb.state_dict().values()))
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert report["left4"]["steps"] == 3 and report["left3"]["held_out_states"]["pairs"] > 0
+
+
+def test_the_countdown_recipe_caps_its_prm_with_the_shipped_value_model():
+    """recipes/countdown.yaml: the token PRM capped by models/countdown-value; value "none" is the PRM alone; only countdown takes one."""
+    from engine.types import StepPath
+    from problems.countdown_value import ValueCappedPRM
+    from recipes import RecipeError, load_recipe
+
+    recipe = load_recipe("recipes/countdown.yaml")
+    capped, alone = recipe.prm(backend="hf"), recipe.prm(backend="hf", value="none")
+    assert isinstance(capped, ValueCappedPRM) and not isinstance(alone, ValueCappedPRM)
+    assert sorted(capped.tables) == [3, 4]
+    # a legal first step from a 5-number question to a dead end (nothing from 1 1 1 2 makes 97), then a legal step from a good one
+    paths = [StepPath("97:1 1 1 2 2", ("2-1=1|1 1 1 2",)), StepPath("24:1 2 3 4 5", ("5-1=4|2 3 4 4", "4*3=12|2 4 12"))]
+    assert not cd.reachable((1, 1, 1, 2), 97) and cd.reachable((2, 3, 4, 4), 24) and cd.reachable((2, 4, 12), 24)
+    got, plain = capped.score(paths).scores, alone.score(paths).scores
+    assert all(g <= p for gs, ps in zip(got, plain) for g, p in zip(gs, ps))
+    assert got[0][0] < 0.5 and min(got[1]) > 0.5
+    with pytest.raises(RecipeError, match="reads countdown states"):
+        load_recipe("recipes/arith.yaml").prm(backend="hf", value="models/countdown-value")

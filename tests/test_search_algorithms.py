@@ -216,6 +216,18 @@ def test_dfs_out_of_budget_takes_the_best_finished_path_else_finishes_the_best_o
     assert r.path.steps == ("a", "b", "c", "9") and r.answer == "9"
 
 
+def test_dfs_width_sets_the_children_of_an_expansion_apart_from_beam_width():
+    tree = {(): ["a", "b", "c"], ("a",): [("1", True)]}
+    scores = {("a",): .9, ("a", "1"): .9}
+    [r], policy, _ = run("dfs", tree, scores, SearchConfig(n=4, beam_width=1, dfs_width=3, temperature=1.0))
+    assert asked(policy) == [((), 3), (("a",), 3)] and r.answer == "1"
+    every = {(): ["a", "b", "c"], **{(x,): [("1", True)] for x in "abc"}}
+    [r], policy, _ = run("dfs", every, scores, SearchConfig(n=2, beam_width=4, dfs_width=8, temperature=1.0))
+    assert asked(policy)[0] == ((), 2)  # at most n
+    with pytest.raises(ValueError, match="dfs_width"):
+        run("dfs", tree, scores, SearchConfig(n=4, dfs_width=0))
+
+
 def test_dfs_drops_paths_met_before_and_expands_the_question_afresh_when_the_stack_is_empty():
     tree = {(): ["a", "b"], ("b",): [("5", True)]}
     [r], policy, _ = run("dfs", tree, {("a",): .1, ("b",): .1}, SearchConfig(n=3, beam_width=2, temperature=1.0))
