@@ -282,6 +282,8 @@ def engine_config(args: argparse.Namespace, recipe):
 def load_models(args: argparse.Namespace, recipe, need_prm: bool, problems: list[Problem] = ()):
     """The recipe's policy and PRM (the shipped models by default); --policy/--prm override the
     directories, and --prm oracle serves the embedded world's exact labels (problems.oracle)."""
+    if args.prm == "oracle" and args.value not in (None, "none"):
+        raise RecipeError("--value caps a learned PRM's scores; --prm oracle serves the exact labels, so drop one of them")
     policy = recipe.policy(engine_config(args, recipe), model=args.policy, url=args.policy_url)
     if not need_prm:
         return policy, None

@@ -535,3 +535,10 @@ def test_the_countdown_recipe_caps_its_prm_with_the_shipped_value_model():
     assert got[0][0] < 0.5 and min(got[1]) > 0.5
     with pytest.raises(RecipeError, match="reads countdown states"):
         load_recipe("recipes/arith.yaml").prm(backend="hf", value="models/countdown-value")
+    import subprocess
+    import sys
+
+    for extra, message in ((["--value", "no/such/dir"], "has no config.json"), (["--prm", "oracle", "--value", "models/countdown-value"], "drop one")):
+        bad = subprocess.run([sys.executable, "-m", "evals.run", "--recipe", "recipes/countdown.yaml", "--strategy", "beam", "--limit", "1", *extra],
+                             capture_output=True, text=True)
+        assert bad.returncode != 0 and message in bad.stderr, bad.stderr[-500:]
