@@ -105,11 +105,16 @@ def load_tables(model_dir: str | Path) -> list[StateTable]:
 
 
 class ValueCappedPRM:
-    """A PRM whose score on each step a table reads is capped by the table's P(reachable)."""
+    """A PRM whose score on each step a table reads is capped by the table's P(reachable).
+
+    The PRM scores every step of a path again each call (its prefix cache makes that cheap);
+    the tables' answers are kept the same way, per (target, numbers), so a step's state is
+    read by a table once, not once per extension of its path."""
 
     def __init__(self, prm, tables: Sequence[StateTable]):
         self.prm, self.fmt = prm, prm.fmt
         self.tables = {t.left: t for t in tables}  # numbers left -> table
+        self.known: dict[tuple[int, tuple[int, ...]], float] = {}  # (target, numbers) -> P(reachable)
 
     @property
     def encoder(self):
@@ -121,19 +126,24 @@ class ValueCappedPRM:
 
     def reset_caches(self) -> None:
         self.prm.reset_caches()
+        self.known.clear()
 
     def score(self, paths: Sequence[StepPath]) -> Scores:
         out = self.prm.score(paths)
         scores = [list(s) for s in out.scores]
-        asks: dict[int, list[tuple[int, int, int, tuple[int, ...]]]] = {k: [] for k in self.tables}
+        capped: list[tuple[int, int, tuple[int, tuple[int, ...]]]] = []  # (path, step, key)
+        new: dict[int, dict[tuple[int, tuple[int, ...]], None]] = {k: {} for k in self.tables}  # per table, keys not read yet
         for i, path in enumerate(paths):
             target = cd.parse_question(path.question)[0]
             for j, step in enumerate(path.steps[: len(scores[i])]):
-                if (state := claimed_state(target, step)) and len(state) in asks:
-                    asks[len(state)].append((i, j, target, state))
-        for k, rows in asks.items():
-            if rows:
-                p = predict(self.tables[k], torch.tensor([t for _, _, t, _ in rows]), torch.tensor([s for *_, s in rows]))
-                for (i, j, _, _), v in zip(rows, p.tolist()):
-                    scores[i][j] = min(scores[i][j], v)
+                if (state := claimed_state(target, step)) and len(state) in self.tables:
+                    capped.append((i, j, (target, state)))
+                    if (target, state) not in self.known:
+                        new[len(state)][target, state] = None
+        for k, keys in new.items():
+            if keys:
+                p = predict(self.tables[k], torch.tensor([t for t, _ in keys]), torch.tensor([state for _, state in keys]))
+                self.known.update(zip(keys, p.tolist()))
+        for i, j, key in capped:
+            scores[i][j] = min(scores[i][j], self.known[key])
         return Scores(scores, out.cost)
