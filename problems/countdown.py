@@ -33,7 +33,7 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Collection, Sequence
 
 from problems.metrics import first_error
 
@@ -237,6 +237,22 @@ def step_labels(question: str, steps: Sequence[str]) -> list[bool]:
     return list(verify_steps(question, steps).labels)
 
 
+def legality_labels(question: str, steps: Sequence[str], labels: Sequence[bool], left: Collection[int]) -> list[bool]:
+    """`labels` (the oracle's, for `steps`) with every step that leaves a count of numbers in
+    `left` relabelled Positive iff it and every step before it are legal. For a PRM served capped
+    by a value model that reads those states (problems.countdown_value): whether the target is
+    still reachable there is the value model's judgement, so the PRM is taught legality alone at
+    those steps, and the oracle's labels everywhere else."""
+    state = parse_question(question)
+    state = state[1] if state else None
+    out = []
+    for step, label in zip(steps, labels):
+        state = None if state is None else apply_step(state, step)
+        parsed = parse_step(step)
+        out.append(state is not None if parsed and len(parsed[4]) in left else bool(label))
+    return out
+
+
 def solved(question: str, steps: Sequence[str], finished: bool = True) -> bool:
     """The whole path: finished, every step legal, every number used, the target reached."""
     return finished and verify_steps(question, steps).solved
@@ -437,14 +453,25 @@ def sibling_paths(problems: Sequence[CountdownProblem], per_state: int, seed: in
 def corrupt_step(state: tuple[int, ...], step: str, rng: random.Random) -> tuple[str, tuple[int, ...]] | None:
     """A near-miss of the legal `step` from `state` that breaks exactly one rule, and the numbers it
     claims to leave: a wrong result (`13-13=1`), a number dropped from, added to or changed in the
-    numbers left, or one number used twice (`14/14=1` with a single 14). None if none applies."""
+    numbers left, one number used twice (`14/14=1` with a single 14), or a division that is not
+    exact, rounded (`24/14=2`; not a near-miss of `step` but of another move from `state`). None
+    if none applies."""
     a, op, b, c, rest = parse_step(step)
     others = list(rest)
     others.remove(c)
-    kinds = ["result", "result", "dropped", "added", "changed", "twice"]
+    kinds = ["result", "result", "dropped", "added", "changed", "twice", "inexact"]
     rng.shuffle(kinds)
     for kind in kinds:
-        if kind == "result":
+        if kind == "inexact":
+            pairs = sorted({(x, y) for x in state for y in state if x > y > 1 and x % y})
+            if pairs:
+                x, y = rng.choice(pairs)
+                wrong = x // y if rng.random() < 0.5 else int(x / y + 0.5)  # floored or rounded
+                left = list(state)
+                left.remove(x)
+                left.remove(y)
+                return step_text(x, "/", y, wrong, left + [wrong]), tuple(sorted(left + [wrong]))
+        elif kind == "result":
             wrong = rng.choice(near_misses(a, b, c, (1, -1, 2, -2, 10, -10)))
             if wrong > 0 and wrong != c:
                 return step_text(a, op, b, wrong, others + [wrong]), tuple(sorted(others + [wrong]))

@@ -227,6 +227,29 @@ def test_corrupt_step_breaks_exactly_one_rule_by_hand():
     assert any(b.startswith(("3", "7", "8", "12")) and cd.parse_step(b)[0] == cd.parse_step(b)[2] for b in seen)  # a single number used twice
 
 
+def test_corrupt_step_writes_inexact_divisions_rounded_or_floored():
+    state, step = (6, 14, 24, 5), "6-5=1|1 14 24"
+    seen = {cd.corrupt_step(state, step, random.Random(seed))[0] for seed in range(200)}
+    inexact = {b for b in seen if cd.parse_step(b)[1] == "/" and cd.combine(*cd.parse_step(b)[:3]) is None}
+    assert "24/14=1|1 5 6" in inexact and "24/14=2|2 5 6" in inexact  # floored, rounded
+    assert all(cd.apply_step(state, b) is None for b in inexact)
+
+
+def test_legality_labels_by_hand():
+    """Steps leaving a count of numbers in `left` are labelled by legality alone; the rest keep the oracle's labels."""
+    dead = "100:1 2 3 4"  # at most (1+2)*3*4 = 36: every state is a dead end
+    steps = ["1+2=3|3 3 4", "3*4=12|3 12", "12*3=36|36"]
+    oracle = cd.step_labels(dead, steps)
+    assert oracle == [False, False, False]
+    assert cd.legality_labels(dead, steps, oracle, {3}) == [True, False, False]
+    assert cd.legality_labels(dead, steps, oracle, {2, 3}) == [True, True, False]
+    bad = ["1+2=4|3 4 4", "3*4=12|3 12"]  # wrong result: illegal from the first step on
+    assert cd.legality_labels(dead, bad, cd.step_labels(dead, bad), {2, 3}) == [False, False]
+    good = ["1+2=3|3 3 4", "3+3=6|4 6", "6+4=10|10"]
+    assert cd.legality_labels("10:1 2 3 4", good, cd.step_labels("10:1 2 3 4", good), {2, 3}) == [True, True, True]
+    assert cd.legality_labels(dead, ["garbage"], [False], {3}) == [False]
+
+
 def test_corrupted_paths_have_one_slip_and_negative_labels_from_it_on():
     problems = cd.fresh_problems(30, seed=4)
     rows = cd.corrupted_paths(problems, 2, seed=3)

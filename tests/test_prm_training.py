@@ -239,3 +239,13 @@ def test_deepen_keeps_the_function_and_doubles_the_layers(tmp_path):
         again = AutoModelForCausalLM.from_pretrained(str(tmp_path / "deep")).eval()
         assert torch.equal(base(x).logits, again(x).logits)
     assert sum(p.numel() for p in deep.parameters()) > 1.9 * sum(p.numel() for p in base.parameters())
+
+
+def test_legality_rows_relabel_countdown_paths_and_refuse_other_worlds():
+    from trainers.prm import legality_rows
+
+    rows = [{"question": "100:1 2 3 4", "completions": ["1+2=3|3 3 4", "3*4=12|3 12"], "labels": [False, False]}]
+    assert legality_rows(rows, {3})[0]["labels"] == [True, False]
+    assert rows[0]["labels"] == [False, False]  # the input rows are left as they are
+    with pytest.raises(ValueError, match="relabels countdown paths"):
+        legality_rows([{"question": "12+3=", "completions": ["15"], "labels": [True]}], {3})

@@ -64,10 +64,11 @@ class PRMConfig(StepTrainingArguments, FreshModelArguments):
     search_n: int = field(default=16, metadata={"help": "Beam search budget n of that search (its other settings: the recipe's search section, temperature included)."})
     sibling_problems: int = field(default=0, metadata={"help": "Countdown: also oracle-labelled sibling sets on this many fresh problems (countdown.sibling_paths: at each state of a walk, a balanced sample of its legal moves, each labelled; no policy needed, --dataset_num_proc processes). Written to rollouts/siblings.jsonl (reused on a rerun) and trained on with the rest."})
     sibling_per_state: int = field(default=8, metadata={"help": "Legal moves kept per state in those sibling sets."})
-    corrupted_problems: int = field(default=0, metadata={"help": "Countdown: also oracle-labelled paths with one illegal step inside on this many fresh problems (countdown.corrupted_paths: a wrong result, a number dropped, added or changed, a number used twice; the walk goes on after it; no policy needed). Written to rollouts/corrupted.jsonl (reused on a rerun) and trained on with the rest."})
+    corrupted_problems: int = field(default=0, metadata={"help": "Countdown: also oracle-labelled paths with one illegal step inside on this many fresh problems (countdown.corrupted_paths: a wrong result, a number dropped, added or changed, a number used twice, an inexact division rounded; the walk goes on after it; no policy needed). Written to rollouts/corrupted.jsonl (reused on a rerun) and trained on with the rest."})
     corrupted_per_problem: int = field(default=2, metadata={"help": "Corrupted walks per problem."})
     claimed_problems: int = field(default=0, metadata={"help": "Countdown: also oracle-labelled claim pairs on this many fresh problems (countdown.claimed_walks: a random walk with the target set to where it ends, all Positive, and the same walk claiming a near-miss target, Negative at the end; no policy needed). Written to rollouts/claimed.jsonl (reused on a rerun) and trained on with the rest."})
     claimed_per_problem: int = field(default=1, metadata={"help": "Claim pairs per problem."})
+    legality_left: str | None = field(default=None, metadata={"help": "Countdown: at steps that leave this many numbers (comma-separated, e.g. 3,4: what the value model reads), train on legality alone (countdown.legality_labels: Positive iff legal so far), for a PRM served capped by the value model, which judges reachability there."})
     data_only: bool = field(default=False, metadata={"help": "Make (or reuse) the rollout files and stop: make the data where vLLM runs, train elsewhere (a GPU) with --train_file/--eval_file."})
     # Defaults that differ from StepTrainingArguments'.
     output_dir: str = field(default="models/prm", metadata={"help": "Where checkpoints, rollouts and the final model go."})
@@ -246,6 +247,19 @@ def evaluate_prm(model_dir: str | Path, fmt: StepFormat, rows: list[dict]) -> di
     return prm_metrics(scorer.score(paths).scores, [r["labels"] for r in rows])
 
 
+def legality_rows(rows: list[dict], left: set[int]) -> list[dict]:
+    """Countdown rows relabelled by countdown.legality_labels at the steps that leave `left` numbers."""
+    from problems import countdown
+
+    out = []
+    for k, row in enumerate(rows):
+        question = row.get("question", row.get("prompt"))
+        if not countdown.is_question(question or ""):
+            raise ValueError(f"--legality_left relabels countdown paths; row {k} has the question {question!r}")
+        out.append({**row, "labels": countdown.legality_labels(question, row["completions"], row["labels"], left)})
+    return out
+
+
 def train(cfg: PRMConfig) -> Trainer | None:
     fmt = cfg.step_format
     # the tokenizer first, so a bad init model fails before minutes of rollouts; the weights last
@@ -265,7 +279,10 @@ def train(cfg: PRMConfig) -> Trainer | None:
     train_paths += [oracle_file(cfg, kind) for kind, (_, _, count, _) in ORACLE_DATA.items() if getattr(cfg, count)]
     if cfg.data_only:
         return None
-    dataset = prm_dataset([row for f in train_paths for row in load_prm_jsonl(f)], encoder, cfg.max_length, cfg.dataset_num_proc)
+    rows = [row for f in train_paths for row in load_prm_jsonl(f)]
+    if cfg.legality_left:
+        rows = legality_rows(rows, {int(k) for k in cfg.legality_left.split(",")})
+    dataset = prm_dataset(rows, encoder, cfg.max_length, cfg.dataset_num_proc)
     if model is None:
         model = deepen(AutoModelForCausalLM.from_pretrained(str(init), dtype=torch.float32), cfg.deepen)
 
