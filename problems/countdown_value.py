@@ -10,7 +10,9 @@ set. It memorizes the states random walks pass, which are most of the states a s
 
 `ValueCappedPRM` serves the PRM and the tables as one verifier: a step that leaves as many
 numbers as a table reads scores min(PRM, table's P(target reachable from the numbers the step
-claims)). The PRM still judges legality (a broken step stays low); the table judges the plan.
+claims)). The PRM judges legality there (a broken step stays low); the table judges the plan.
+The shipped PRM is trained that way: at those steps its labels are legality alone
+(`trainers.prm --legality_left 3,4`), so served without the tables it passes a legal dead end.
 Every other step keeps the PRM's score. A recipe asks for it with `prm: {value: DIR}`.
 
     prm = ValueCappedPRM(VLLMPRM(...), load_tables("models/countdown-value"))

@@ -556,6 +556,7 @@ def test_the_countdown_recipe_caps_its_prm_with_the_shipped_value_model():
     got, plain = capped.score(paths).scores, alone.score(paths).scores
     assert all(g <= p for gs, ps in zip(got, plain) for g, p in zip(gs, ps))
     assert got[0][0] < 0.5 and min(got[1]) > 0.5
+    assert plain[0][0] > 0.5  # the shipped PRM judges legality alone where a table reads the state: the legal dead end passes it
     with pytest.raises(RecipeError, match="reads countdown states"):
         load_recipe("recipes/arith.yaml").prm(backend="hf", value="models/countdown-value")
     import subprocess
