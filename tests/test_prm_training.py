@@ -249,3 +249,16 @@ def test_legality_rows_relabel_countdown_paths_and_refuse_other_worlds():
     assert rows[0]["labels"] == [False, False]  # the input rows are left as they are
     with pytest.raises(ValueError, match="relabels countdown paths"):
         legality_rows([{"question": "12+3=", "completions": ["15"], "labels": [True]}], {3})
+
+
+def test_legality_left_option_is_parsed_and_checked(tmp_path):
+    from transformers import HfArgumentParser
+
+    from trainers.prm import PRMConfig
+
+    def parse(*argv):
+        return HfArgumentParser(PRMConfig).parse_args_into_dataclasses(["--output_dir", str(tmp_path), *argv])[0]
+
+    assert parse("--legality_left", "3,4").legality_counts == {3, 4} and parse().legality_counts == set()
+    with pytest.raises(ValueError, match="counts of numbers left"):
+        parse("--legality_left", "x,4")

@@ -68,7 +68,7 @@ class PRMConfig(StepTrainingArguments, FreshModelArguments):
     corrupted_per_problem: int = field(default=2, metadata={"help": "Corrupted walks per problem."})
     claimed_problems: int = field(default=0, metadata={"help": "Countdown: also oracle-labelled claim pairs on this many fresh problems (countdown.claimed_walks: a random walk with the target set to where it ends, all Positive, and the same walk claiming a near-miss target, Negative at the end; no policy needed). Written to rollouts/claimed.jsonl (reused on a rerun) and trained on with the rest."})
     claimed_per_problem: int = field(default=1, metadata={"help": "Claim pairs per problem."})
-    legality_left: str | None = field(default=None, metadata={"help": "Countdown: at steps that leave this many numbers (comma-separated, e.g. 3,4: what the value model reads), train on legality alone (countdown.legality_labels: Positive iff legal so far), for a PRM served capped by the value model, which judges reachability there."})
+    legality_left: str | None = field(default=None, metadata={"help": "Countdown: at steps that leave this many numbers (comma-separated, e.g. 3,4: what the value model reads), train on legality alone (countdown.legality_labels: Positive iff legal so far), for a PRM served capped by the value model, which judges reachability there. The held-out --eval_file keeps the oracle's labels."})
     data_only: bool = field(default=False, metadata={"help": "Make (or reuse) the rollout files and stop: make the data where vLLM runs, train elsewhere (a GPU) with --train_file/--eval_file."})
     # Defaults that differ from StepTrainingArguments'.
     output_dir: str = field(default="models/prm", metadata={"help": "Where checkpoints, rollouts and the final model go."})
@@ -78,6 +78,17 @@ class PRMConfig(StepTrainingArguments, FreshModelArguments):
     warmup_steps: float = field(default=100, metadata={"help": "Linear warm-up steps."})
     logging_steps: float = field(default=100, metadata={"help": "Log every this many steps."})
     save_steps: float = field(default=500, metadata={"help": "Checkpoint every this many steps."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.legality_left is not None:
+            counts = self.legality_left.split(",")
+            if not all(c.strip().isdigit() for c in counts):
+                raise ValueError(f"--legality_left takes counts of numbers left, comma-separated (e.g. 3,4); got {self.legality_left!r}")
+
+    @property
+    def legality_counts(self) -> set[int]:
+        return {int(c) for c in self.legality_left.split(",")} if self.legality_left else set()
 
 
 def rollout_rows(policy, problems: list, n: int, temperature: float, references: bool, world=arith) -> list[dict]:
@@ -250,12 +261,13 @@ def evaluate_prm(model_dir: str | Path, fmt: StepFormat, rows: list[dict]) -> di
 def legality_rows(rows: list[dict], left: set[int]) -> list[dict]:
     """Countdown rows relabelled by countdown.legality_labels at the steps that leave `left` numbers."""
     from problems import countdown
+    from problems.datasets import DatasetError
 
     out = []
     for k, row in enumerate(rows):
         question = row.get("question", row.get("prompt"))
         if not countdown.is_question(question or ""):
-            raise ValueError(f"--legality_left relabels countdown paths; row {k} has the question {question!r}")
+            raise DatasetError(f"--legality_left relabels countdown paths; training row {k} has the question {question!r}")
         out.append({**row, "labels": countdown.legality_labels(question, row["completions"], row["labels"], left)})
     return out
 
@@ -281,7 +293,7 @@ def train(cfg: PRMConfig) -> Trainer | None:
         return None
     rows = [row for f in train_paths for row in load_prm_jsonl(f)]
     if cfg.legality_left:
-        rows = legality_rows(rows, {int(k) for k in cfg.legality_left.split(",")})
+        rows = legality_rows(rows, cfg.legality_counts)
     dataset = prm_dataset(rows, encoder, cfg.max_length, cfg.dataset_num_proc)
     if model is None:
         model = deepen(AutoModelForCausalLM.from_pretrained(str(init), dtype=torch.float32), cfg.deepen)
