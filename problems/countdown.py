@@ -210,26 +210,27 @@ def reachable(state: tuple[int, ...], target: int) -> bool:
 # -- judging paths --------------------------------------------------------------------------
 
 
+def states_after(question: str, steps: Sequence[str]) -> list[tuple[int, ...] | None]:
+    """The numbers left after each step, None from the first illegal step on (all None if the
+    question does not parse)."""
+    parsed = parse_question(question)
+    state = parsed[1] if parsed else None
+    out = []
+    for step in steps:
+        state = None if state is None else apply_step(state, step)
+        out.append(state)
+    return out
+
+
 def verify_steps(question: str, steps: Sequence[str]) -> StepVerdict:
     """Legality of every step, the oracle's process labels and whether the path reaches the target."""
     parsed = parse_question(question)
     steps = list(steps) if isinstance(steps, (list, tuple)) else []
-    if parsed is None:
-        return StepVerdict((False,) * len(steps), 0 if steps else None, (False,) * len(steps), False)
-    target, state = parsed
-    legal, labels = [], []
-    broken = False
-    for step in steps:
-        after = None if broken else apply_step(state, step)
-        if after is None:
-            broken = True
-        else:
-            state = after
-        legal.append(not broken)
-        labels.append(not broken and reachable(state, target))
-    first = first_error(legal)
-    solved = bool(steps) and first is None and state == (target,)
-    return StepVerdict(tuple(legal), first, tuple(labels), solved)
+    states = states_after(question, steps)
+    legal = tuple(state is not None for state in states)
+    labels = tuple(state is not None and reachable(state, parsed[0]) for state in states)
+    solved = bool(steps) and all(legal) and states[-1] == (parsed[0],)
+    return StepVerdict(legal, first_error(legal), labels, solved)
 
 
 def step_labels(question: str, steps: Sequence[str]) -> list[bool]:
@@ -243,14 +244,8 @@ def legality_labels(question: str, steps: Sequence[str], labels: Sequence[bool],
     by a value model that reads those states (problems.countdown_value): whether the target is
     still reachable there is the value model's judgement, so the PRM is taught legality alone at
     those steps, and the oracle's labels everywhere else."""
-    state = parse_question(question)
-    state = state[1] if state else None
-    out = []
-    for step, label in zip(steps, labels):
-        state = None if state is None else apply_step(state, step)
-        parsed = parse_step(step)
-        out.append(state is not None if parsed and len(parsed[4]) in left else bool(label))
-    return out
+    return [True if state is not None and len(state) in left else bool(label)
+            for state, label in zip(states_after(question, steps), labels)]
 
 
 def solved(question: str, steps: Sequence[str], finished: bool = True) -> bool:
