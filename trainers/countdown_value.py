@@ -22,6 +22,7 @@ import math
 import random
 import time
 from multiprocessing import Pool
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -39,16 +40,29 @@ def walk_state(seed: int, left: int = 4) -> tuple[int, ...]:
     return state
 
 
+def target_labels(state: tuple[int, ...]) -> list[bool]:
+    """Whether the numbers can make each target 10..100 (the exact oracle)."""
+    made = cd.values(state)
+    return [t in made for t in TARGETS]
+
+
 def labelled(seed: int, left: int = 4) -> tuple[tuple[int, ...], list[bool]]:
     state = walk_state(seed, left)
-    made = cd.values(state)
-    return state, [t in made for t in TARGETS]
+    return state, target_labels(state)
 
 
 def walks(count: int, left: int, procs: int) -> list[tuple[tuple[int, ...], list[bool]]]:
     """Walks 0..count-1 (each its own seed), labelled for every target."""
     with Pool(procs) as pool:
         return pool.map(functools.partial(labelled, left=left), range(count), chunksize=1000)
+
+
+def distinct_walks(count: int, left: int, procs: int) -> dict[tuple[int, ...], list[bool]]:
+    """The distinct states of walks 0..count-1, in order of first visit, each labelled once: the
+    same rows as dict(walks(...)), without labelling a state again for every walk that passes it."""
+    with Pool(procs) as pool:
+        states = list(dict.fromkeys(pool.map(functools.partial(walk_state, left=left), range(count), chunksize=1000)))
+        return dict(zip(states, pool.map(target_labels, states, chunksize=1000)))
 
 
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, lr: float, device: torch.device,
@@ -78,9 +92,25 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, lr: floa
     return done
 
 
-def split_states(data: list, held_out_fraction: float) -> tuple[dict, dict]:
+def cached_walks(count: int, left: int, procs: int, cache_dir: str | None) -> dict[tuple[int, ...], list[bool]]:
+    """distinct_walks, kept in `cache_dir` (one file per count and numbers left) so a rerun, or a
+    run on another machine the file is copied to, does not walk and label them again."""
+    import numpy as np
+
+    path = Path(cache_dir or ".") / f"walks-left{left}-{count}.npz"
+    if cache_dir and path.is_file():
+        data = np.load(path)
+        labels = np.unpackbits(data["labels"], axis=1, count=len(TARGETS)).astype(bool)
+        return dict(zip(map(tuple, data["states"].tolist()), labels.tolist()))
+    distinct = distinct_walks(count, left, procs)
+    if cache_dir:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, states=np.array(list(distinct), dtype=np.int16), labels=np.packbits(np.array(list(distinct.values()), dtype=bool), axis=1))
+    return distinct
+
+
+def split_states(distinct: dict, held_out_fraction: float) -> tuple[dict, dict]:
     """Distinct states -> labels, split into training and held-out states (seed 0)."""
-    distinct = dict(data)
     held = set(random.Random(0).sample(sorted(distinct), int(len(distinct) * held_out_fraction)))
     return {s: v for s, v in distinct.items() if s not in held}, {s: v for s, v in distinct.items() if s in held}
 
@@ -103,27 +133,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--numbers_left", default="4,3", help="one table per count of numbers left")
     parser.add_argument("--hidden", default="2048,1024", help="each table's MLP width")
     parser.add_argument("--steps", default="7068,11206", help="each table's training steps")
-    parser.add_argument("--walks", type=int, default=400_000)
+    parser.add_argument("--walks", default="400000", help="random walks per table (one value for all, or one per table)")
     parser.add_argument("--held_out_fraction", type=float, default=0.1)
     parser.add_argument("--width", type=int, default=128, help="the embedding of each number")
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="train each table for this many wall-clock minutes instead of --steps (report.json has the steps reached)")
+    parser.add_argument("--cache_dir", default=None, help="keep the labelled walks here and reuse them (walks-left<k>-<count>.npz)")
     parser.add_argument("--procs", type=int, default=2, help="processes labelling the walks")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
-    lefts, hiddens, steps = ([int(v) for v in s.split(",")] for s in (args.numbers_left, args.hidden, args.steps))
-    if not len(lefts) == len(hiddens) == len(steps) or not set(lefts) <= {2, 3, 4, 5}:
-        parser.error("--numbers_left (each 2..5), --hidden and --steps need one value per table")
+    lefts, hiddens, steps, n_walks = ([int(v) for v in s.split(",")] for s in (args.numbers_left, args.hidden, args.steps, args.walks))
+    n_walks = n_walks * len(lefts) if len(n_walks) == 1 else n_walks
+    if not len(lefts) == len(hiddens) == len(steps) == len(n_walks) or not set(lefts) <= {2, 3, 4, 5}:
+        parser.error("--numbers_left (each 2..5), --hidden, --steps and --walks need one value per table")
     device, tables, report = torch.device(args.device), [], {"args": vars(args)}
-    for left, hidden, n_steps in zip(lefts, hiddens, steps):
+    for left, hidden, n_steps, count in zip(lefts, hiddens, steps, n_walks):
         start = time.time()
-        train, held = split_states(walks(args.walks, left, args.procs), args.held_out_fraction)
+        train, held = split_states(cached_walks(count, left, args.procs, args.cache_dir), args.held_out_fraction)
         print(f"{left} numbers left: {len(train)} training states, {len(held)} held out; data {time.time() - start:.0f} s", flush=True)
         torch.manual_seed(args.seed)
         table = StateTable(args.width, hidden, left).to(device)
         x, y = torch.tensor(list(train)), torch.tensor(list(train.values()), dtype=torch.float32)
-        fit(table, x, y, args.batch, args.lr, device, steps=n_steps)
+        n_steps = fit(table, x, y, args.batch, args.lr, device, steps=None if args.minutes else n_steps, minutes=args.minutes)
         tables.append(table.eval().cpu())
         report[f"left{left}"] = {"training_states": len(train), "steps": n_steps, "parameters": sum(p.numel() for p in table.parameters()),
                                  "minutes": round((time.time() - start) / 60, 1), "held_out_states": held_out_accuracy(table.cpu(), held, torch.device("cpu"))}
