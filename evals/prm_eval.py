@@ -23,33 +23,57 @@ import json
 import sys
 from pathlib import Path
 
-from problems.metrics import accuracy_by_left, prm_metrics, sibling_metrics, within_problem_auroc
+from problems.metrics import accuracy_by_left, prm_metrics, sibling_metrics, wilson_interval, within_problem_auroc
+
+STEERED_BY_NOTHING = ("best_of_n", "majority", "greedy")  # strategies whose samples do not depend on the PRM
 
 
-def run_auroc(run_dir: str, dataset: str, aggregation: str = "last") -> dict:
+def run_auroc(run_dir: str, dataset: str, aggregation: str = "last", scorer=None, selection: str = "prm", answer_format: str = "last_step") -> dict:
     """within_problem_auroc over the final candidates of an evals.run directory (best_of_n, say):
     each candidate graded by the dataset's grader, scored by its aggregated step scores. On an
     embedded world the report adds prm_metrics over the distinct candidates of each problem
     (held-out rollouts, labelled by the world's exact step labels) and their step accuracy by
-    how much is left after each step (accuracy_by_left)."""
+    how much is left after each step (accuracy_by_left).
+
+    With a `scorer`, the candidates are scored again by it (each distinct path once) instead of
+    read from the run, and the report adds the accuracy of the candidate best_of_n picks by those
+    scores (base.select with `selection`; votes compare answers read by `answer_format`): on a run
+    whose candidates no PRM steered (best_of_n, majority), what best_of_n with this verifier gets
+    on the same samples, without sampling them again."""
+    from engine.answers import answer_key, final_answer
     from engine.types import StepPath
     from evals.run import read_results
     from problems.datasets import load_problems
     from problems.worlds import get_world
     from strategies import aggregate
+    from strategies.base import Candidate, select
 
     problems = {p.id: p for p in load_problems(dataset)}
-    groups, states = [], []  # states: (question, steps, scores, labels, difficulty) of each distinct candidate
-    for row in read_results(Path(run_dir) / "results.jsonl"):
+    rows = read_results(Path(run_dir) / "results.jsonl")
+    paths = [[StepPath(problems[row["id"]].question, tuple(c["steps"]), c.get("finished", True)) for c in row["candidates"]] for row in rows]
+    if scorer is not None:
+        distinct = list(dict.fromkeys(p for ps in paths for p in ps))
+        scored = dict(zip(distinct, (s for k in range(0, len(distinct), 4096) for s in scorer.score(distinct[k : k + 4096]).scores)))
+        step_scores = [[list(scored[p]) for p in ps] for ps in paths]
+    else:
+        step_scores = [[c["scores"] for c in row["candidates"]] for row in rows]
+    groups, states, picked = [], [], []  # states: (question, steps, scores, labels, difficulty) of each distinct candidate
+    for row, ps, ss in zip(rows, paths, step_scores):
         p = problems[row["id"]]
-        cands = [c for c in row["candidates"] if c["scores"]]
-        solved = [p.grade(None, StepPath(p.question, tuple(c["steps"]), c.get("finished", True))) for c in cands]
-        groups.append(([aggregate(c["scores"], aggregation) for c in cands], solved))
+        cands = [Candidate(path, scores) for path, scores in zip(ps, ss) if scores]
+        solved = [p.grade(None, c.path) for c in cands]
+        groups.append(([aggregate(c.scores, aggregation) for c in cands], solved))
+        if scorer is not None:
+            chosen = select(cands, selection, aggregation, lambda path: answer_key(final_answer(path.steps, answer_format)))
+            picked.append(chosen is not None and p.grade(None, chosen.path))
         if p.world is not None:
-            for steps, scores in dict((tuple(c["steps"]), c["scores"]) for c in cands).items():
+            for steps, scores in dict((c.path.steps, c.scores) for c in cands).items():
                 states.append((p.question, steps, scores, get_world(p.world).step_labels(p.question, list(steps)), p.difficulty))
     auroc, both = within_problem_auroc(groups)
     report = {"within_problem_auroc": auroc, "problems_with_both": both, "problems": len(groups)}
+    if picked:
+        lo, hi = wilson_interval(sum(picked), len(picked))
+        report["best_of_n"] = {"selection": selection, "aggregation": aggregation, "accuracy": sum(picked) / len(picked), "ci95": [lo, hi]}
     if states:
         report["steps_of_distinct_candidates"] = prm_metrics([s[2] for s in states], [s[3] for s in states])
         report["step_accuracy_by_left"] = accuracy_by_left(states)
@@ -63,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     from problems.datasets import DatasetError
     from problems.step_data import load_step_labels, parse_row
     from recipes import RecipeError, load_recipe
+    from strategies import SELECTIONS, SearchConfig
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prm", default=None, help="PRM model directory (default: the recipe's, else models/prm)")
@@ -70,7 +95,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", default=None, help="step-labelled paths: a file in any layout problems.step_data reads, or 'champ'")
     parser.add_argument("--run", default=None, help="instead: an evals.run directory; report the within-problem AUROC of its final candidates")
     parser.add_argument("--dataset", default=None, help="with --run: the dataset it ran on (grades each candidate)")
-    parser.add_argument("--aggregation", default="last", help="with --run: how step scores make a candidate's score")
+    parser.add_argument("--aggregation", default=None, help="with --run: how step scores make a candidate's score (default: the recipe's, else last)")
+    parser.add_argument("--selection", default=None, choices=SELECTIONS, help="with --rescore: best_of_n's selection (default: the recipe's, else evals.run's)")
+    parser.add_argument("--rescore", action="store_true", help="with --run: score its candidates again with --recipe's PRM (or --prm), "
+                        "and report the accuracy best_of_n gets by those scores (for a run the PRM did not steer: best_of_n, majority)")
     parser.add_argument("--siblings", type=int, default=None, help="instead of --data: sibling sets (countdown.sibling_paths, 8 a state, seed 0) of the first N countdown dev problems; report sibling_metrics")
     parser.add_argument("--limit", type=int, default=None, help="first N paths only")
     parser.add_argument("--threshold", type=float, default=0.5, help="a step is judged wrong below this P(correct)")
@@ -83,7 +111,25 @@ def main(argv: list[str] | None = None) -> None:
     if args.run:
         if not args.dataset:
             parser.error("--run needs --dataset")
-        print(json.dumps(run_auroc(args.run, args.dataset, args.aggregation), indent=2))
+        scorer = None
+        try:
+            recipe = load_recipe(args.recipe) if args.recipe else None
+        except RecipeError as e:
+            sys.exit(f"error: {e}")
+        if args.rescore:
+            strategy = json.loads((Path(args.run) / "summary.json").read_text()).get("strategy") if (Path(args.run) / "summary.json").is_file() else None
+            if strategy not in STEERED_BY_NOTHING:
+                sys.exit(f"error: --rescore needs a run whose candidates no PRM steered ({', '.join(STEERED_BY_NOTHING)}); {args.run} is {strategy!r}")
+            try:
+                scorer = recipe.prm(model=args.prm) if recipe else HFPRM(args.prm or DEFAULT_PRM, StepFormat(
+                    sep=args.sep, positive=args.positive, negative=args.negative, prompt_template=args.prompt_template), device=args.device)
+            except (ModelDirError, RecipeError) as e:
+                sys.exit(f"error: {e}")
+        search = recipe.search if recipe else {}
+        aggregation = args.aggregation or search.get("aggregation", "last")
+        selection = args.selection or search.get("selection", SearchConfig.selection)
+        answer_format = (recipe.policy_spec.format if recipe else StepFormat()).answer_format
+        print(json.dumps(run_auroc(args.run, args.dataset, aggregation, scorer, selection, answer_format), indent=2))
         return
     if not (args.data or args.siblings):
         parser.error("one of --data, --run or --siblings is required")

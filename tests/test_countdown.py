@@ -373,6 +373,39 @@ def test_prm_eval_of_a_run_grades_whole_paths_and_labels_every_distinct_candidat
     assert all(by_left[k] == {"accuracy": 1.0, "positive_share": 1.0, "steps": 1} for k in range(2, n))
 
 
+def test_prm_eval_rescores_a_runs_candidates_and_picks_as_best_of_n_would(tmp_path):
+    """prm_eval --run --rescore: each distinct candidate scored once by the new scorer, whose scores
+    (not the run's) make the AUROC and pick best_of_n's answer by the run's selection; a run a PRM steered is refused."""
+    from engine.types import Scores
+    from evals.prm_eval import main, run_auroc
+    from problems.datasets import load_problems
+
+    problem = load_problems("countdown-test")[0]
+    good = list(cd.load_split("test")[0].steps)
+    bad = good[:-1] + [good[-1].split("=")[0] + "=1|1"]
+    cands = [{"steps": bad, "finished": True, "scores": [0.9] * len(bad)},  # the run's scores put the wrong path first
+             {"steps": good, "finished": True, "scores": [0.1] * len(good)},
+             {"steps": bad, "finished": True, "scores": [0.9] * len(bad)}]
+    (tmp_path / "results.jsonl").write_text(json.dumps({"id": problem.id, "candidates": cands}) + "\n")
+
+    class Oracle:  # 0.8 on the right path's steps, 0.3 on the wrong one's; records what it was asked
+        calls: list = []
+
+        def score(self, paths):
+            self.calls.append(len(paths))
+            return Scores([[0.8 if p.steps == tuple(good) else 0.3] * len(p.steps) for p in paths], None)
+
+    assert run_auroc(str(tmp_path), "countdown-test")["within_problem_auroc"] == 0.0  # the run's own scores
+    for selection in ("prm", "weighted"):  # weighted: two wrong copies vote 2 x 0.3^k for "1", the right path 0.8^k for the target
+        report = run_auroc(str(tmp_path), "countdown-test", "prod", Oracle(), selection, "last_number")
+        assert report["within_problem_auroc"] == 1.0 and report["best_of_n"]["selection"] == selection
+    assert Oracle.calls == [2, 2]  # the duplicate scored once
+    assert report["best_of_n"]["accuracy"] == 1.0 and report["best_of_n"]["aggregation"] == "prod"
+    (tmp_path / "summary.json").write_text(json.dumps({"strategy": "dfs"}))
+    with pytest.raises(SystemExit, match="no PRM steered"):
+        main(["--run", str(tmp_path), "--dataset", "countdown-test", "--rescore"])
+
+
 def test_accuracy_by_left_by_hand():
     from problems.metrics import accuracy_by_left
 
@@ -532,8 +565,11 @@ def test_countdown_value_trainer_is_seeded_and_writes_a_loadable_model(tmp_path)
     args = ["--walks", "300", "--numbers_left", "4,3", "--hidden", "16,8", "--steps", "3,2", "--width", "4", "--batch", "16",
             "--procs", "1", "--device", "cpu"]
     main(args + ["--output_dir", str(tmp_path / "a")])
-    main(args + ["--output_dir", str(tmp_path / "b")])
+    main(args + ["--output_dir", str(tmp_path / "b"), "--cache_dir", str(tmp_path / "cache")])  # labels the walks and keeps them
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["walks-left3-300.npz", "walks-left4-300.npz"]
+    main(args + ["--output_dir", str(tmp_path / "c"), "--cache_dir", str(tmp_path / "cache")])  # reads them back: the same rows
     a, b = load_tables(tmp_path / "a"), load_tables(tmp_path / "b")
+    assert all(torch.equal(x, y) for ta, tb in zip(b, load_tables(tmp_path / "c")) for x, y in zip(ta.state_dict().values(), tb.state_dict().values()))
     assert [t.left for t in a] == [4, 3] and [t.hidden for t in a] == [16, 8]
     assert all(torch.equal(x, y) for ta, tb in zip(a, b) for x, y in zip(ta.state_dict().values(), tb.state_dict().values()))
     report = json.loads((tmp_path / "a" / "report.json").read_text())
