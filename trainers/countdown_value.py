@@ -1,7 +1,8 @@
 """Train the countdown value model (problems.countdown_value): per-state tables of which targets
 the numbers left can still make, from random walks labelled by the exact oracle.
 
-    python -m trainers.countdown_value --output_dir models/countdown-value      # both tables, ~40 CPU minutes
+    python -m trainers.countdown_value --output_dir gen1      # both tables as generation 1, ~40 CPU minutes
+    # the shipped generation 2 (20x the walks, wider, on a GPU): models/countdown-value/TRAINING.md
 
 Data: `--walks` random walks through fresh 5- and 6-number questions (numbers 1..20; 4- to
 6-number ones for three numbers left) of random legal moves, each stopped where `left` numbers
