@@ -54,7 +54,7 @@ def run_auroc(run_dir: str, dataset: str, aggregation: str = "last", scorer=None
     if scorer is not None:
         distinct = list(dict.fromkeys(p for ps in paths for p in ps))
         scored = dict(zip(distinct, (s for k in range(0, len(distinct), 4096) for s in scorer.score(distinct[k : k + 4096]).scores)))
-        step_scores = [[list(scored[p]) for p in ps] for ps in paths]
+        step_scores = [[scored[p] for p in ps] for ps in paths]
     else:
         step_scores = [[c["scores"] for c in row["candidates"]] for row in rows]
     groups, states, picked = [], [], []  # states: (question, steps, scores, labels, difficulty) of each distinct candidate
@@ -108,6 +108,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prompt-template", default=StepFormat.prompt_template)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+
+    def make_scorer(recipe):
+        """The recipe's PRM (served by vLLM), else the token PRM directory read by the transformers reference scorer."""
+        if recipe:
+            return recipe.prm(model=args.prm)
+        fmt = StepFormat(sep=args.sep, positive=args.positive, negative=args.negative, prompt_template=args.prompt_template)
+        return HFPRM(args.prm or DEFAULT_PRM, fmt, device=args.device)
+
     if args.run:
         if not args.dataset:
             parser.error("--run needs --dataset")
@@ -121,8 +129,7 @@ def main(argv: list[str] | None = None) -> None:
             if strategy not in STEERED_BY_NOTHING:
                 sys.exit(f"error: --rescore needs a run whose candidates no PRM steered ({', '.join(STEERED_BY_NOTHING)}); {args.run} is {strategy!r}")
             try:
-                scorer = recipe.prm(model=args.prm) if recipe else HFPRM(args.prm or DEFAULT_PRM, StepFormat(
-                    sep=args.sep, positive=args.positive, negative=args.negative, prompt_template=args.prompt_template), device=args.device)
+                scorer = make_scorer(recipe)
             except (ModelDirError, RecipeError) as e:
                 sys.exit(f"error: {e}")
         search = recipe.search if recipe else {}
@@ -139,11 +146,7 @@ def main(argv: list[str] | None = None) -> None:
             rows = [parse_row(row, f"sibling set {k}") for k, row in enumerate(sibling_rows)]
         else:
             rows = load_step_labels(args.data)[: args.limit]
-        if args.recipe:
-            scorer = load_recipe(args.recipe).prm(model=args.prm)
-        else:
-            fmt = StepFormat(sep=args.sep, positive=args.positive, negative=args.negative, prompt_template=args.prompt_template)
-            scorer = HFPRM(args.prm or DEFAULT_PRM, fmt, device=args.device)
+        scorer = make_scorer(load_recipe(args.recipe) if args.recipe else None)
     except (DatasetError, ModelDirError, RecipeError) as e:
         sys.exit(f"error: {e}")
     paths = [StepPath(r.question, tuple(r.steps)) for r in rows]

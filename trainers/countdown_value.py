@@ -98,15 +98,16 @@ def cached_walks(count: int, left: int, procs: int, cache_dir: str | None) -> di
     run on another machine the file is copied to, does not walk and label them again."""
     import numpy as np
 
-    path = Path(cache_dir or ".") / f"walks-left{left}-{count}.npz"
-    if cache_dir and path.is_file():
+    if not cache_dir:
+        return distinct_walks(count, left, procs)
+    path = Path(cache_dir) / f"walks-left{left}-{count}.npz"
+    if path.is_file():
         data = np.load(path)
         labels = np.unpackbits(data["labels"], axis=1, count=len(TARGETS)).astype(bool)
         return dict(zip(map(tuple, data["states"].tolist()), labels.tolist()))
     distinct = distinct_walks(count, left, procs)
-    if cache_dir:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, states=np.array(list(distinct), dtype=np.int16), labels=np.packbits(np.array(list(distinct.values()), dtype=bool), axis=1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, states=np.array(list(distinct), dtype=np.int16), labels=np.packbits(np.array(list(distinct.values()), dtype=bool), axis=1))
     return distinct
 
 
