@@ -5,6 +5,7 @@
     python -m evals.prm_eval --recipe recipes/smollm2-qwen-prm.yaml --data champ    # any recipe's PRM, CHAMP's annotations
     python -m evals.prm_eval --run runs/cd-bon16 --dataset countdown-test   # within-problem AUROC of a run's final candidates
     python -m evals.prm_eval --recipe recipes/countdown.yaml --siblings 200   # how it ranks sibling steps, by numbers left
+    python -m evals.prm_eval --recipe recipes/countdown.yaml --slips 400      # which illegal steps it passes, by kind
 
 --data rows are any layout problems.step_data reads: stepwise `{"question", "completions",
 "labels"}`, ProcessBench `{"problem", "steps", "label": first wrong step or -1}`,
@@ -80,6 +81,25 @@ def run_auroc(run_dir: str, dataset: str, aggregation: str = "last", scorer=None
     return report
 
 
+def slips_passed(rows: list[dict], scores: list[list[float]], threshold: float) -> dict[str, dict]:
+    """Countdown: of each path's first illegal step (the slip), the share a PRM passes (scores at
+    least threshold), by what makes it illegal (countdown.slip_kind) and by the numbers the path
+    had before it."""
+    from problems import countdown
+
+    tally: dict[str, list[int]] = {}
+    for row, s in zip(rows, scores, strict=True):
+        states = [countdown.parse_question(row["question"])[1], *countdown.states_after(row["question"], row["completions"])]
+        k = next((i for i, st in enumerate(states[1:]) if st is None), None)
+        if k is None:
+            continue
+        for key in (countdown.slip_kind(states[k], row["completions"][k]), f"{len(states[k])} numbers before"):
+            counts = tally.setdefault(key, [0, 0])
+            counts[0] += s[k] >= threshold
+            counts[1] += 1
+    return {key: {"passed": passed / total, "slips": total} for key, (passed, total) in sorted(tally.items())}
+
+
 def main(argv: list[str] | None = None) -> None:
     from engine import HFPRM, StepFormat, StepPath
     from engine.models import DEFAULT_PRM, ModelDirError
@@ -100,6 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rescore", action="store_true", help="with --run: score its candidates again with --recipe's PRM (or --prm), "
                         "and report the accuracy best_of_n gets by those scores (for a run the PRM did not steer: best_of_n, majority)")
     parser.add_argument("--siblings", type=int, default=None, help="instead of --data: sibling sets (countdown.sibling_paths, 8 a state, seed 0) of the first N countdown dev problems; report sibling_metrics")
+    parser.add_argument("--slips", type=int, default=None, help="instead of --data: corrupted walks (countdown.corrupted_paths, 4 a problem) and division pairs "
+                        "(countdown.inexact_division_paths, 2 a problem) of the first N countdown dev problems, seed 0; report slips_passed")
     parser.add_argument("--limit", type=int, default=None, help="first N paths only")
     parser.add_argument("--threshold", type=float, default=0.5, help="a step is judged wrong below this P(correct)")
     parser.add_argument("--sep", default=StepFormat.sep)
@@ -138,12 +160,14 @@ def main(argv: list[str] | None = None) -> None:
         answer_format = (recipe.policy_spec.format if recipe else StepFormat()).answer_format
         print(json.dumps(run_auroc(args.run, args.dataset, aggregation, scorer, selection, answer_format), indent=2))
         return
-    if not (args.data or args.siblings):
-        parser.error("one of --data, --run or --siblings is required")
+    if not (args.data or args.siblings or args.slips):
+        parser.error("one of --data, --run, --siblings or --slips is required")
     try:
-        if args.siblings:
-            sibling_rows = countdown.sibling_paths(countdown.load_split("dev")[: args.siblings], per_state=8, seed=0)
-            rows = [parse_row(row, f"sibling set {k}") for k, row in enumerate(sibling_rows)]
+        if args.siblings or args.slips:
+            dev = countdown.load_split("dev")[: args.siblings or args.slips]
+            world_rows = (countdown.sibling_paths(dev, per_state=8, seed=0) if args.siblings
+                          else countdown.corrupted_paths(dev, 4, seed=0) + countdown.inexact_division_paths(dev, 2, seed=0))
+            rows = [parse_row(row, f"path {k}") for k, row in enumerate(world_rows)]
         else:
             rows = load_step_labels(args.data)[: args.limit]
         scorer = make_scorer(load_recipe(args.recipe) if args.recipe else None)
@@ -156,9 +180,11 @@ def main(argv: list[str] | None = None) -> None:
     kept = [r for r, ok in zip(rows, fits) if ok]
     scores = scorer.score([p for p, ok in zip(paths, fits) if ok]).scores
     report = {**prm_metrics(scores, [r.labels for r in kept], args.threshold), "skipped_too_long": fits.count(False)}
+    kept_rows = [row for row, ok in zip(world_rows, fits) if ok] if (args.siblings or args.slips) else []
     if args.siblings:
-        kept_rows = [row for row, ok in zip(sibling_rows, fits) if ok]
         report["siblings_by_left"] = sibling_metrics(kept_rows, scores, lambda q: len(countdown.parse_question(q)[1]))
+    if args.slips:
+        report["slips_passed"] = slips_passed(kept_rows, scores, args.threshold)
     print(json.dumps(report, indent=2))
 
 

@@ -233,6 +233,31 @@ def verify_steps(question: str, steps: Sequence[str]) -> StepVerdict:
     return StepVerdict(legal, first_error(legal), labels, solved)
 
 
+def slip_kind(state: tuple[int, ...], step: str) -> str | None:
+    """What makes `step` illegal from `state`, None if it is legal: "malformed"; "absent" (an
+    operand that is not there: `14/7=2` after the 7 was spent); "twice" (a single number used
+    twice); "inexact" (a division that is not exact: `34/6=5`); "out_of_range" (no positive
+    result up to MAX_VALUE: `8-8=0`); "result" (wrong arithmetic: `12*6=70`); "left" (the
+    numbers left are not the state's with the operands taken out and the result put in)."""
+    if apply_step(state, step) is not None:
+        return None
+    parsed = parse_step(step)
+    if parsed is None:
+        return "malformed"
+    a, op, b, c, _ = parsed
+    have = Counter(state)
+    if not have[a] or not have[b]:
+        return "absent"
+    if a == b and have[a] < 2:
+        return "twice"
+    if op == "/" and (not b or a % b):
+        return "inexact"
+    result = combine(a, op, b)
+    if result is None:
+        return "out_of_range"
+    return "result" if result != c else "left"
+
+
 def step_labels(question: str, steps: Sequence[str]) -> list[bool]:
     """The oracle's process labels: Positive iff legal so far and the target still reachable."""
     return list(verify_steps(question, steps).labels)
@@ -445,19 +470,38 @@ def sibling_paths(problems: Sequence[CountdownProblem], per_state: int, seed: in
     return list(rows.values())
 
 
-def corrupt_step(state: tuple[int, ...], step: str, rng: random.Random) -> tuple[str, tuple[int, ...]] | None:
+CORRUPTIONS = ("result", "result", "dropped", "added", "changed", "twice", "inexact", "absent", "absent")  # corrupt_step's kinds, as often as drawn
+
+
+def corrupt_step(state: tuple[int, ...], step: str, rng: random.Random, spent: Collection[int] = (),
+                 kinds: Sequence[str] = CORRUPTIONS) -> tuple[str, tuple[int, ...]] | None:
     """A near-miss of the legal `step` from `state` that breaks exactly one rule, and the numbers it
     claims to leave: a wrong result (`13-13=1`), a number dropped from, added to or changed in the
-    numbers left, one number used twice (`14/14=1` with a single 14), or a division that is not
-    exact, rounded (`24/14=2`; not a near-miss of `step` but of another move from `state`). None
-    if none applies."""
+    numbers left, one number used twice (`14/14=1` with a single 14), a division that is not
+    exact, rounded (`24/14=2`; not a near-miss of `step` but of another move from `state`), or an
+    operand that is not there, in place of one of the step's (`14/7=2` after the 7 was spent:
+    one of `spent`, the numbers the path had before, else one off a number that is there). None
+    if none of `kinds` applies."""
     a, op, b, c, rest = parse_step(step)
     others = list(rest)
     others.remove(c)
-    kinds = ["result", "result", "dropped", "added", "changed", "twice", "inexact"]
+    kinds = list(kinds)
     rng.shuffle(kinds)
     for kind in kinds:
-        if kind == "inexact":
+        if kind == "absent":
+            pool = sorted(set(spent) - set(state)) or sorted({x + d for x in state for d in (-1, 1)} - set(state) - {0})
+            rng.shuffle(pool)
+            keep, gone = (a, b) if rng.random() < 0.5 else (b, a)  # x takes the place of `gone`
+            for x in pool:
+                for o in rng.sample(OPS, len(OPS)):
+                    for left_operand, right_operand in rng.sample([(keep, x), (x, keep)], 2):
+                        y = combine(left_operand, o, right_operand)
+                        if y is not None:
+                            left = list(state)
+                            left.remove(keep)
+                            left.remove(gone)
+                            return step_text(left_operand, o, right_operand, y, left + [y]), tuple(sorted(left + [y]))
+        elif kind == "inexact":
             pairs = sorted({(x, y) for x in state for y in state if x > y > 1 and x % y})
             if pairs:
                 x, y = rng.choice(pairs)
@@ -502,6 +546,34 @@ def near_misses(a: int, b: int, c: int, offsets: Sequence[int]) -> list[int]:
     return [c + d for d in offsets] + [x for o in OPS if (x := combine(a, o, b)) is not None]
 
 
+def reachable_walk(p: CountdownProblem, rng: random.Random) -> list[tuple[tuple[int, ...], str]]:
+    """(state, step) pairs of a random walk through `p` to one number, by moves that keep the
+    target reachable wherever they leave four numbers or fewer (cheap to judge)."""
+    state, walk = p.numbers, []
+    while len(state) > 1:
+        options = moves(state)
+        if len(state) <= 5:
+            options = [(st, after) for st, after in options if reachable(after, p.target)] or options
+        step, after = rng.choice(options)
+        walk.append((state, step))
+        state = after
+    return walk
+
+
+def slipped_walks(problems: Sequence[CountdownProblem], per_problem: int, rng: random.Random, kinds: Sequence[str] = CORRUPTIONS):
+    """(problem, walk, k, (bad step, the numbers it claims)): per problem, `per_problem` walks
+    (`reachable_walk`), step k of each replaced by a near-miss of one of `kinds` (`corrupt_step`;
+    a walk where none applies is skipped)."""
+    for p in problems:
+        for _ in range(per_problem):
+            walk = reachable_walk(p, rng)
+            k = rng.randrange(len(walk))
+            spent = p.numbers + tuple(parse_step(st)[3] for _, st in walk[:k])
+            bad = corrupt_step(*walk[k], rng, spent, kinds)
+            if bad is not None:
+                yield p, walk, k, bad
+
+
 def corrupted_paths(problems: Sequence[CountdownProblem], per_problem: int, seed: int) -> list[dict]:
     """Oracle-labelled paths with one illegal step inside, for PRM training, no policy needed:
     the slips a policy makes and a PRM must not forgive later. Per problem, `per_problem` walks
@@ -513,25 +585,31 @@ def corrupted_paths(problems: Sequence[CountdownProblem], per_problem: int, seed
     deterministic in seed."""
     rng = random.Random(seed)
     rows: dict[tuple, dict] = {}
-    for p in problems:
-        for _ in range(per_problem):
-            state, walk = p.numbers, []
-            while len(state) > 1:
-                options = moves(state)
-                if len(state) <= 5:  # the move leaves at most four numbers: cheap to judge
-                    options = [(st, after) for st, after in options if reachable(after, p.target)] or options
-                step, after = rng.choice(options)
-                walk.append((state, step))
-                state = after
-            k = rng.randrange(len(walk))
-            bad = corrupt_step(*walk[k], rng)
-            if bad is None:
-                continue
-            step, state = bad
-            path = [st for _, st in walk[:k]] + [step] + random_walk(state, rng)
-            if len(path) > k + 1 and rng.random() < 0.5:
-                path[-1] = claim_target(path[-1], p.target)
-            add_labelled(rows, p.question, path)
+    for p, walk, k, (step, state) in slipped_walks(problems, per_problem, rng):
+        path = [st for _, st in walk[:k]] + [step] + random_walk(state, rng)
+        if len(path) > k + 1 and rng.random() < 0.5:
+            path[-1] = claim_target(path[-1], p.target)
+        add_labelled(rows, p.question, path)
+    return list(rows.values())
+
+
+def inexact_division_paths(problems: Sequence[CountdownProblem], per_problem: int, seed: int) -> list[dict]:
+    """Division pairs, for PRM training, no policy needed: the policy's commonest illegal step is a
+    division that is not exact, floored or rounded (`34/6=5`), and a PRM can only catch it by
+    checking the arithmetic. Per problem, `per_problem` walks (`reachable_walk`) with one step
+    replaced by such a division and legal moves on from the numbers it claims (Negative from
+    the slip on), each with its twin where the state has an exact division by more than 1: the
+    same path up to there, that division (`34/2=17`), and legal moves on, labelled by the oracle.
+    The twins keep a PRM from learning to doubt every division. Rows as corrupted_paths'."""
+    rng = random.Random(seed)
+    rows: dict[tuple, dict] = {}
+    for p, walk, k, (step, state) in slipped_walks(problems, per_problem, rng, kinds=("inexact",)):
+        prefix = [st for _, st in walk[:k]]
+        add_labelled(rows, p.question, prefix + [step] + random_walk(state, rng))
+        exact = [(st, after) for st, after in moves(walk[k][0]) if parse_step(st)[1] == "/" and parse_step(st)[2] > 1]
+        if exact:
+            step, after = rng.choice(exact)
+            add_labelled(rows, p.question, prefix + [step] + random_walk(after, rng))
     return list(rows.values())
 
 

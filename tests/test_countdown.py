@@ -235,6 +235,34 @@ def test_corrupt_step_writes_inexact_divisions_rounded_or_floored():
     assert all(cd.apply_step(state, b) is None for b in inexact)
 
 
+def test_corrupt_step_uses_an_operand_that_is_not_there_a_spent_one_first():
+    """The policy's slip `14/7=2|2 3 10` from 3 4 10 14 (the 7 spent at the first step): an absent
+    operand in place of one of the step's, the numbers left without the one it replaced."""
+    state, step = (3, 4, 10, 14), "14-4=10|3 10 10"
+    seen = {cd.corrupt_step(state, step, random.Random(seed), spent=(7, 11, 13))[0] for seed in range(300)}
+    absent = {b for b in seen if not {cd.parse_step(b)[0], cd.parse_step(b)[2]} <= set(state)}
+    assert "14/7=2|2 3 10" in absent
+    for b in absent:
+        x, op, y, z, left = cd.parse_step(b)
+        assert cd.apply_step(state, b) is None and cd.combine(x, op, y) == z  # right arithmetic, an operand not there
+        assert {x, y} - set(state) <= {7, 11, 13} and len(left) == len(state) - 1
+    alone = {cd.corrupt_step(state, step, random.Random(seed))[0] for seed in range(300)}  # nothing spent: one off a number there
+    assert any(not {cd.parse_step(b)[0], cd.parse_step(b)[2]} <= set(state) for b in alone)
+    assert all(cd.apply_step(state, b) is None for b in alone)
+
+
+def test_slip_kind_names_what_makes_a_step_illegal_by_hand():
+    state = (3, 4, 10, 14)
+    assert cd.slip_kind(state, "14-4=10|3 10 10") is None
+    assert cd.slip_kind(state, "14/7=2|2 3 10") == "absent"
+    assert cd.slip_kind(state, "3*3=9|4 9 10 14") == "twice"
+    assert cd.slip_kind(state, "14/4=3|3 3 10") == "inexact"
+    assert cd.slip_kind(state, "4-10=6|3 6 14") == "out_of_range"
+    assert cd.slip_kind(state, "10*4=41|3 14 41") == "result"
+    assert cd.slip_kind(state, "10*4=40|40 14") == "left"
+    assert cd.slip_kind(state, "ten times four") == "malformed"
+
+
 def test_legality_labels_by_hand():
     """Steps leaving a count of numbers in `left` are labelled by legality alone; the rest keep the oracle's labels."""
     dead = "100:1 2 3 4"  # at most (1+2)*3*4 = 36: every state is a dead end
@@ -268,6 +296,32 @@ def test_corrupted_paths_have_one_slip_and_negative_labels_from_it_on():
             assert claimed is not None
     assert any(cd.parse_step(r["completions"][-1])[3] == cd.parse_question(r["question"])[0] and r["labels"].index(False) < len(r["labels"]) - 1
                for r in rows)  # some go on to claim the target
+
+
+def test_inexact_division_paths_pair_a_division_that_is_not_exact_with_an_exact_one():
+    rows = cd.inexact_division_paths(cd.fresh_problems(30, seed=4), 2, seed=3)
+    assert rows == cd.inexact_division_paths(cd.fresh_problems(30, seed=4), 2, seed=3) and len(rows) > 20
+    slips, twins = 0, 0
+    for r in rows:
+        verdict = cd.verify_steps(r["question"], r["completions"])
+        assert r["labels"] == list(verdict.labels)
+        k = verdict.first_error
+        if k is None:  # a twin: legal throughout, and one of its steps divides exactly by more than 1
+            twins += 1
+            assert any(cd.parse_step(st)[1] == "/" and cd.parse_step(st)[2] > 1 for st in r["completions"])
+            continue
+        slips += 1
+        assert not any(r["labels"][k:]) and all(verdict.step_legal[:k])
+        a, op, b, c, _ = cd.parse_step(r["completions"][k])
+        assert op == "/" and a % b and c in (a // b, int(a / b + 0.5))  # floored or rounded
+        twin = [t for t in rows if t["question"] == r["question"] and t["completions"][:k] == r["completions"][:k]
+                and cd.verify_steps(t["question"], t["completions"]).first_error is None and cd.parse_step(t["completions"][k])[1] == "/"]
+        state = cd.parse_question(r["question"])[1]
+        for st in r["completions"][:k]:
+            state = cd.apply_step(state, st)
+        has_exact = any(cd.parse_step(st)[1] == "/" and cd.parse_step(st)[2] > 1 for st, _ in cd.moves(state))
+        assert bool(twin) == has_exact
+    assert slips > 20 and twins > 5
 
 
 def test_claimed_walks_pair_a_solved_walk_with_a_near_miss_claim():
@@ -445,6 +499,36 @@ def test_prm_eval_siblings_scores_held_out_sibling_sets_of_dev_problems():
     by_left = report["siblings_by_left"]
     assert report["paths"] == len(rows) and sum(v["steps"] for v in by_left.values()) == len(rows)
     assert set(by_left) <= {"1", "2", "3", "4"} and all(0 <= v["accuracy"] <= 1 for v in by_left.values())
+
+
+def test_slips_passed_by_hand():
+    from evals.prm_eval import slips_passed
+
+    q = "24:3 4 10 14"
+    rows = [{"question": q, "completions": ["14-4=10|3 10 10", "10/3=3|3 10"]},   # an inexact division at 3 numbers
+            {"question": q, "completions": ["14/7=2|2 3 10"]},                    # an absent operand at 4
+            {"question": q, "completions": ["14/4=3|3 3 10", "3*3=9|9 10"]},      # inexact at 4 (the step after does not count)
+            {"question": q, "completions": ["14-4=10|3 10 10"]}]                  # no slip: left out
+    scores = [[0.9, 0.7], [0.2], [0.4, 0.9], [0.9]]
+    report = slips_passed(rows, scores, threshold=0.5)
+    assert report == {"3 numbers before": {"passed": 1.0, "slips": 1}, "4 numbers before": {"passed": 0.0, "slips": 2},
+                      "absent": {"passed": 0.0, "slips": 1}, "inexact": {"passed": 0.5, "slips": 2}}
+
+
+def test_prm_eval_slips_scores_held_out_corrupted_walks_and_division_pairs_of_dev_problems():
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "evals.prm_eval", "--prm", str(MODELS_DIR / "countdown-prm"), "--slips", "4"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(run.stdout)
+    dev = cd.load_split("dev")[:4]
+    rows = cd.corrupted_paths(dev, 4, seed=0) + cd.inexact_division_paths(dev, 2, seed=0)
+    slips = sum(cd.verify_steps(r["question"], r["completions"]).first_error is not None for r in rows)
+    kinds = {k: v for k, v in report["slips_passed"].items() if not k.endswith("numbers before")}
+    assert report["paths"] == len(rows) and sum(v["slips"] for v in kinds.values()) == slips > 0
+    assert "inexact" in kinds and all(0 <= v["passed"] <= 1 for v in report["slips_passed"].values())
 
 
 def test_reachability_probe_states_labels_and_auroc():
