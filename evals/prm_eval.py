@@ -58,7 +58,7 @@ def run_auroc(run_dir: str, dataset: str, aggregation: str = "last", scorer=None
         step_scores = [[scored[p] for p in ps] for ps in paths]
     else:
         step_scores = [[c["scores"] for c in row["candidates"]] for row in rows]
-    groups, states, picked = [], [], []  # states: (question, steps, scores, labels, difficulty) of each distinct candidate
+    groups, states, picked, slips = [], [], [], []  # states: (question, steps, scores, labels, difficulty) of each distinct candidate
     for row, ps, ss in zip(rows, paths, step_scores):
         p = problems[row["id"]]
         cands = [Candidate(path, scores) for path, scores in zip(ps, ss) if scores]
@@ -70,6 +70,8 @@ def run_auroc(run_dir: str, dataset: str, aggregation: str = "last", scorer=None
         if p.world is not None:
             for steps, scores in dict((c.path.steps, c.scores) for c in cands).items():
                 states.append((p.question, steps, scores, get_world(p.world).step_labels(p.question, list(steps)), p.difficulty))
+                if p.world == "countdown":
+                    slips.append(({"question": p.question, "completions": list(steps)}, scores))
     auroc, both = within_problem_auroc(groups)
     report = {"within_problem_auroc": auroc, "problems_with_both": both, "problems": len(groups)}
     if picked:
@@ -78,21 +80,26 @@ def run_auroc(run_dir: str, dataset: str, aggregation: str = "last", scorer=None
     if states:
         report["steps_of_distinct_candidates"] = prm_metrics([s[2] for s in states], [s[3] for s in states])
         report["step_accuracy_by_left"] = accuracy_by_left(states)
+    if slips:
+        report["slips_passed"] = slips_passed([r for r, _ in slips], [s for _, s in slips], threshold=0.5)
     return report
 
 
 def slips_passed(rows: list[dict], scores: list[list[float]], threshold: float) -> dict[str, dict]:
     """Countdown: of each path's first illegal step (the slip), the share a PRM passes (scores at
     least threshold), by what makes it illegal (countdown.slip_kind) and by the numbers the path
-    had before it."""
+    had before it. Paths that share the steps up to their slip count once (a step's score
+    depends only on the steps up to it)."""
     from problems import countdown
 
     tally: dict[str, list[int]] = {}
+    seen: set[tuple] = set()
     for row, s in zip(rows, scores, strict=True):
         states = [countdown.parse_question(row["question"])[1], *countdown.states_after(row["question"], row["completions"])]
         k = next((i for i, st in enumerate(states[1:]) if st is None), None)
-        if k is None:
+        if k is None or (key := (row["question"], tuple(row["completions"][: k + 1]))) in seen:
             continue
+        seen.add(key)
         for key in (countdown.slip_kind(states[k], row["completions"][k]), f"{len(states[k])} numbers before"):
             counts = tally.setdefault(key, [0, 0])
             counts[0] += s[k] >= threshold

@@ -455,6 +455,7 @@ def test_prm_eval_rescores_a_runs_candidates_and_picks_as_best_of_n_would(tmp_pa
         assert report["within_problem_auroc"] == 1.0 and report["best_of_n"]["selection"] == selection
     assert Oracle.calls == [2, 2]  # the duplicate scored once
     assert report["best_of_n"]["accuracy"] == 1.0 and report["best_of_n"]["aggregation"] == "prod"
+    assert report["slips_passed"] == {"result": {"passed": 0.0, "slips": 1}, "2 numbers before": {"passed": 0.0, "slips": 1}}  # "=1|1": scored 0.3
     (tmp_path / "summary.json").write_text(json.dumps({"strategy": "dfs"}))
     with pytest.raises(SystemExit, match="no PRM steered"):
         main(["--run", str(tmp_path), "--dataset", "countdown-test", "--rescore"])
@@ -508,8 +509,9 @@ def test_slips_passed_by_hand():
     rows = [{"question": q, "completions": ["14-4=10|3 10 10", "10/3=3|3 10"]},   # an inexact division at 3 numbers
             {"question": q, "completions": ["14/7=2|2 3 10"]},                    # an absent operand at 4
             {"question": q, "completions": ["14/4=3|3 3 10", "3*3=9|9 10"]},      # inexact at 4 (the step after does not count)
-            {"question": q, "completions": ["14-4=10|3 10 10"]}]                  # no slip: left out
-    scores = [[0.9, 0.7], [0.2], [0.4, 0.9], [0.9]]
+            {"question": q, "completions": ["14-4=10|3 10 10"]},                  # no slip: left out
+            {"question": q, "completions": ["14/7=2|2 3 10", "3*2=6|6 10"]}]      # the same slip again: counted once
+    scores = [[0.9, 0.7], [0.2], [0.4, 0.9], [0.9], [0.2, 0.1]]
     report = slips_passed(rows, scores, threshold=0.5)
     assert report == {"3 numbers before": {"passed": 1.0, "slips": 1}, "4 numbers before": {"passed": 0.0, "slips": 2},
                       "absent": {"passed": 0.0, "slips": 1}, "inexact": {"passed": 0.5, "slips": 2}}
