@@ -100,8 +100,8 @@ def slips_passed(rows: list[dict], scores: list[list[float]], threshold: float) 
         if k is None or (key := (row["question"], tuple(row["completions"][: k + 1]))) in seen:
             continue
         seen.add(key)
-        for key in (countdown.slip_kind(states[k], row["completions"][k]), f"{len(states[k])} numbers before"):
-            counts = tally.setdefault(key, [0, 0])
+        for group in (countdown.slip_kind(states[k], row["completions"][k]), f"{len(states[k])} numbers before"):
+            counts = tally.setdefault(group, [0, 0])
             counts[0] += s[k] >= threshold
             counts[1] += 1
     return {key: {"passed": passed / total, "slips": total} for key, (passed, total) in sorted(tally.items())}

@@ -606,7 +606,7 @@ def inexact_division_paths(problems: Sequence[CountdownProblem], per_problem: in
     for p, walk, k, (step, state) in slipped_walks(problems, per_problem, rng, kinds=("inexact",)):
         prefix = [st for _, st in walk[:k]]
         add_labelled(rows, p.question, prefix + [step] + random_walk(state, rng))
-        exact = [(st, after) for st, after in moves(walk[k][0]) if parse_step(st)[1] == "/" and parse_step(st)[2] > 1]
+        exact = [(st, after) for st, after in moves(walk[k][0]) if (move := parse_step(st))[1] == "/" and move[2] > 1]
         if exact:
             step, after = rng.choice(exact)
             add_labelled(rows, p.question, prefix + [step] + random_walk(after, rng))
