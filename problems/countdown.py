@@ -560,14 +560,19 @@ def reachable_walk(p: CountdownProblem, rng: random.Random) -> list[tuple[tuple[
     return walk
 
 
-def slipped_walks(problems: Sequence[CountdownProblem], per_problem: int, rng: random.Random, kinds: Sequence[str] = CORRUPTIONS):
+def slipped_walks(problems: Sequence[CountdownProblem], per_problem: int, rng: random.Random, kinds: Sequence[str] = CORRUPTIONS,
+                  min_before: int = 0):
     """(problem, walk, k, (bad step, the numbers it claims)): per problem, `per_problem` walks
     (`reachable_walk`), step k of each replaced by a near-miss of one of `kinds` (`corrupt_step`;
-    a walk where none applies is skipped)."""
+    a walk where none applies is skipped). k is drawn among the steps with at least `min_before`
+    numbers before them (a problem with fewer numbers gives nothing)."""
     for p in problems:
+        if len(p.numbers) < min_before:
+            continue
         for _ in range(per_problem):
             walk = reachable_walk(p, rng)
-            k = rng.randrange(len(walk))
+            eligible = [k for k, (state, _) in enumerate(walk) if len(state) >= min_before]
+            k = eligible[rng.randrange(len(eligible))]
             spent = p.numbers + tuple(parse_step(st)[3] for _, st in walk[:k])
             bad = corrupt_step(*walk[k], rng, spent, kinds)
             if bad is not None:
@@ -610,6 +615,24 @@ def inexact_division_paths(problems: Sequence[CountdownProblem], per_problem: in
         if exact:
             step, after = rng.choice(exact)
             add_labelled(rows, p.question, prefix + [step] + random_walk(after, rng))
+    return list(rows.values())
+
+
+def slip_pairs(problems: Sequence[CountdownProblem], per_problem: int, seed: int, min_before: int = 5) -> list[dict]:
+    """Slip pairs early in long paths, for PRM training, no policy needed. A PRM of the policy's
+    size passes half the illegal steps taken from five or six numbers and few of those from
+    fewer (evals.prm_eval --slips), so these teach the check where it is missed. Per problem
+    with at least `min_before` numbers, `per_problem` walks (`reachable_walk`) with a step that
+    has `min_before` numbers or more before it replaced by a near-miss of any kind
+    (`corrupt_step`), each with its twin: the same steps up to there and the walk's own legal
+    step. Both end there (a step's score depends only on the steps up to it, so what follows
+    teaches nothing about it). Labelled by the oracle; rows as corrupted_paths'."""
+    rng = random.Random(seed)
+    rows: dict[tuple, dict] = {}
+    for p, walk, k, (step, _) in slipped_walks(problems, per_problem, rng, min_before=min_before):
+        prefix = [st for _, st in walk[:k]]
+        add_labelled(rows, p.question, prefix + [step])
+        add_labelled(rows, p.question, prefix + [walk[k][1]])
     return list(rows.values())
 
 

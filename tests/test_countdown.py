@@ -324,6 +324,35 @@ def test_inexact_division_paths_pair_a_division_that_is_not_exact_with_an_exact_
     assert slips > 20 and twins > 5
 
 
+def test_slip_pairs_end_at_a_slip_from_five_or_more_numbers_beside_its_legal_twin():
+    problems = cd.fresh_problems(40, seed=4)
+    rows = cd.slip_pairs(problems, 2, seed=3)
+    assert rows == cd.slip_pairs(problems, 2, seed=3) and len(rows) > 30
+    questions = {p.question for p in problems if len(p.numbers) >= 5}
+    slips = [r for r in rows if cd.verify_steps(r["question"], r["completions"]).first_error is not None]
+    assert len(slips) > 15 and {r["question"] for r in rows} <= questions  # three or four numbers give none
+    for r in rows:
+        assert r["labels"] == cd.step_labels(r["question"], r["completions"])
+    for r in slips:
+        *prefix, slip = r["completions"]
+        assert cd.verify_steps(r["question"], r["completions"]).first_error == len(prefix)  # the last step is the slip
+        state = cd.states_after(r["question"], prefix)[-1] if prefix else cd.parse_question(r["question"])[1]
+        assert len(state) >= 5 and cd.slip_kind(state, slip) is not None
+        twins = [t for t in rows if t["question"] == r["question"] and t["completions"][:-1] == prefix
+                 and len(t["completions"]) == len(r["completions"]) and cd.apply_step(state, t["completions"][-1]) is not None]
+        assert twins  # the same steps up to there, then a legal one
+    assert len({cd.slip_kind(cd.states_after(r["question"], r["completions"][:-1])[-1] if len(r["completions"]) > 1
+                             else cd.parse_question(r["question"])[1], r["completions"][-1]) for r in slips}) >= 4  # of several kinds
+
+
+def test_slipped_walks_slip_only_where_min_before_numbers_are_left():
+    problems = cd.fresh_problems(20, seed=8)
+    late = [(len(walk[k][0]), len(p.numbers)) for p, walk, k, _ in cd.slipped_walks(problems, 2, random.Random(1), min_before=5)]
+    assert late and all(before >= 5 and n >= 5 for before, n in late)
+    anywhere = {len(walk[k][0]) for _, walk, k, _ in cd.slipped_walks(problems, 2, random.Random(1))}
+    assert {2, 3, 4} <= anywhere
+
+
 def test_claimed_walks_pair_a_solved_walk_with_a_near_miss_claim():
     problems = cd.fresh_problems(40, seed=6)
     rows = cd.claimed_walks(problems, 1, seed=2)
