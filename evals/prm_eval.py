@@ -87,8 +87,8 @@ def run_auroc(run_dir: str, dataset: str, aggregation: str = "last", scorer=None
 
 def slips_passed(rows: list[dict], scores: list[list[float]], threshold: float) -> dict[str, dict]:
     """Countdown: of each path's first illegal step (the slip), the share a PRM passes (scores at
-    least threshold), by what makes it illegal (countdown.slip_kind) and by the numbers the path
-    had before it. Paths that share the steps up to their slip count once (a step's score
+    least threshold), by what makes it illegal (countdown.slip_kind), by the numbers the path
+    had before it, and by both. Paths that share the steps up to their slip count once (a step's score
     depends only on the steps up to it)."""
     from problems import countdown
 
@@ -100,7 +100,8 @@ def slips_passed(rows: list[dict], scores: list[list[float]], threshold: float) 
         if k is None or (key := (row["question"], tuple(row["completions"][: k + 1]))) in seen:
             continue
         seen.add(key)
-        for group in (countdown.slip_kind(states[k], row["completions"][k]), f"{len(states[k])} numbers before"):
+        kind, before = countdown.slip_kind(states[k], row["completions"][k]), f"{len(states[k])} numbers before"
+        for group in (kind, before, f"{before}, {kind}"):
             counts = tally.setdefault(group, [0, 0])
             counts[0] += s[k] >= threshold
             counts[1] += 1
@@ -119,6 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prm", default=None, help="PRM model directory (default: the recipe's, else models/prm)")
     parser.add_argument("--recipe", default=None, help="score with a recipe's PRM (its format and kind, served by vLLM)")
+    parser.add_argument("--value", default=None, help="with --recipe on countdown: the value model that caps the PRM (default: the recipe's), or 'none': the PRM alone")
+    parser.add_argument("--legality", default=None, help="with --recipe on countdown: a legality model that caps the PRM (default: the recipe's), or 'none'")
     parser.add_argument("--data", default=None, help="step-labelled paths: a file in any layout problems.step_data reads, or 'champ'")
     parser.add_argument("--run", default=None, help="instead: an evals.run directory; report the within-problem AUROC of its final candidates")
     parser.add_argument("--dataset", default=None, help="with --run: the dataset it ran on (grades each candidate)")
@@ -141,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     def make_scorer(recipe):
         """The recipe's PRM (served by vLLM), else the token PRM directory read by the transformers reference scorer."""
         if recipe:
-            return recipe.prm(model=args.prm)
+            return recipe.prm(model=args.prm, value=args.value, legality=args.legality)
         fmt = StepFormat(sep=args.sep, positive=args.positive, negative=args.negative, prompt_template=args.prompt_template)
         return HFPRM(args.prm or DEFAULT_PRM, fmt, device=args.device)
 

@@ -57,6 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--policy", default=None, help=f"policy model directory (default: the recipe's, else {DEFAULT_POLICY.relative_to(DEFAULT_POLICY.parents[1])})")
     parser.add_argument("--prm", default=None, help=f"PRM model directory (default: the recipe's, else {DEFAULT_PRM.relative_to(DEFAULT_PRM.parents[1])}), or 'oracle': an embedded world's exact process labels")
     parser.add_argument("--value", default=None, help="countdown: a value model (state tables, problems.countdown_value) that caps the PRM's scores (default: the recipe's), or 'none': the PRM alone")
+    parser.add_argument("--legality", default=None, help="countdown: a legality model (a token PRM of one-step legality, problems.countdown_value.LegalityCappedPRM) "
+                        "that caps the PRM's scores (default: the recipe's), or 'none': without it")
     parser.add_argument("--policy-url", default=None, help="a running `vllm serve` of the policy (http://host:port) instead of an engine in this process")
     parser.add_argument("--prm-url", default=None, help="a running `vllm serve --logprobs-mode processed_logprobs` of the token PRM")
     parser.add_argument("--prm-backend", default="vllm", choices=["vllm", "hf"], help="PRM scorer")
@@ -282,8 +284,8 @@ def engine_config(args: argparse.Namespace, recipe):
 def load_models(args: argparse.Namespace, recipe, need_prm: bool, problems: list[Problem] = ()):
     """The recipe's policy and PRM (the shipped models by default); --policy/--prm override the
     directories, and --prm oracle serves the embedded world's exact labels (problems.oracle)."""
-    if args.prm == "oracle" and args.value not in (None, "none"):
-        raise RecipeError("--value caps a learned PRM's scores; --prm oracle serves the exact labels, so drop one of them")
+    if args.prm == "oracle" and (args.value not in (None, "none") or args.legality not in (None, "none")):
+        raise RecipeError("--value and --legality cap a learned PRM's scores; --prm oracle serves the exact labels, so drop one of them")
     policy = recipe.policy(engine_config(args, recipe), model=args.policy, url=args.policy_url)
     if not need_prm:
         return policy, None
@@ -294,7 +296,7 @@ def load_models(args: argparse.Namespace, recipe, need_prm: bool, problems: list
         if None in worlds or len(worlds) != 1:
             raise DatasetError("--prm oracle needs the problems of one embedded world (e.g. --dataset countdown-test)")
         return policy, OraclePRM(worlds.pop(), policy.fmt)
-    return policy, recipe.prm(engine_config(args, recipe), model=args.prm, backend=args.prm_backend, url=args.prm_url, value=args.value)
+    return policy, recipe.prm(engine_config(args, recipe), model=args.prm, backend=args.prm_backend, url=args.prm_url, value=args.value, legality=args.legality)
 
 
 def main(argv: list[str] | None = None) -> None:

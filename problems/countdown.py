@@ -636,6 +636,28 @@ def slip_pairs(problems: Sequence[CountdownProblem], per_problem: int, seed: int
     return list(rows.values())
 
 
+def legality_steps(problems: Sequence[CountdownProblem], per_problem: int, seed: int) -> list[dict]:
+    """One-step legality rows, for a model that judges a step's legality alone, no policy needed.
+    Steps are Markov (each writes every number it leaves), so whether step k is legal depends
+    only on the numbers step k-1 claims: a step posed as the one step of the question
+    "{target}:{those numbers}" is judged exactly as inside its path. Per problem, `per_problem`
+    walks (`reachable_walk`); at every state of each, the walk's own step (Positive) and a
+    near-miss of it (`corrupt_step`, any kind; an absent operand is one the walk spent first),
+    Negative. Rows are {"question", "completions": [step], "labels": [legal]}, each once."""
+    rng = random.Random(seed)
+    rows: dict[tuple, dict] = {}
+    for p in problems:
+        for _ in range(per_problem):
+            spent = list(p.numbers)
+            for state, step in reachable_walk(p, rng):
+                question = question_text(p.target, state)
+                bad = corrupt_step(state, step, rng, spent)
+                for s, legal in [(step, True)] + ([(bad[0], False)] if bad else []):
+                    rows.setdefault((question, s), {"question": question, "completions": [s], "labels": [legal]})
+                spent.append(parse_step(step)[3])
+    return list(rows.values())
+
+
 def claimed_walks(problems: Sequence[CountdownProblem], per_problem: int, seed: int) -> list[dict]:
     """Oracle-labelled pairs that teach a PRM to check the claim at the end of a path, for PRM
     training, no policy needed. Per problem, `per_problem` random walks over its numbers whose

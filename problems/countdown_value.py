@@ -149,3 +149,60 @@ class ValueCappedPRM:
         for i, j, key in capped:
             scores[i][j] = min(scores[i][j], self.known[key])
         return Scores(scores, out.cost)
+
+
+def posed_steps(path: StepPath) -> list[StepPath | None]:
+    """Each step of a countdown path posed as the one step of a question from the numbers the
+    step before it claims to leave (the first step: from the path's own question). Steps are
+    Markov, so a step is legal in its path iff it is legal posed so. None where the step before
+    does not parse (the path is broken there already) or the question is not countdown's."""
+    parsed = cd.parse_question(path.question)
+    if parsed is None:
+        return [None] * len(path.steps)
+    target, state = parsed
+    out: list[StepPath | None] = []
+    for step in path.steps:
+        out.append(StepPath(cd.question_text(target, state), (step,)) if state else None)
+        before = cd.parse_step(step)
+        state = before[4] if before else ()
+    return out
+
+
+class LegalityCappedPRM:
+    """A countdown PRM whose score on each step is capped by a legality model's: a token PRM
+    trained on one-step rows labelled by legality alone (countdown.legality_steps), reading the
+    step posed from the numbers before it (`posed_steps`). The token PRM judges a step by the
+    numbers it claims and barely checks how it got there (TRAINING.md, session 21: it passes
+    every absent operand taken from four or more numbers); the legality model reads only the
+    transition. Each posed step is scored once per call, however many paths share it."""
+
+    def __init__(self, prm, legality):
+        self.prm, self.legality, self.fmt = prm, legality, prm.fmt
+
+    @property
+    def encoder(self):
+        return self.prm.encoder
+
+    @property
+    def max_len(self) -> int:
+        return self.prm.max_len
+
+    def reset_caches(self) -> None:
+        self.prm.reset_caches()
+        self.legality.reset_caches()
+
+    def score(self, paths: Sequence[StepPath]) -> Scores:
+        out = self.prm.score(paths)
+        scores = [list(s) for s in out.scores]
+        where: dict[StepPath, list[tuple[int, int]]] = {}  # posed step -> (path, step) it caps
+        for i, path in enumerate(paths):
+            for j, posed in enumerate(posed_steps(path)[: len(scores[i])]):
+                if posed is not None:
+                    where.setdefault(posed, []).append((i, j))
+        if where:
+            legal = self.legality.score(list(where))
+            out.cost += legal.cost
+            for spots, s in zip(where.values(), legal.scores, strict=True):
+                for i, j in spots:
+                    scores[i][j] = min(scores[i][j], s[0])
+        return Scores(scores, out.cost)

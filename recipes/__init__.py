@@ -17,6 +17,7 @@ A recipe file:
       kind: token                          # token: label tokens read at SEP; classifier: a 2-class head at SEP
       model: local:shepherd-prm-standin
       value: models/countdown-value        # optional, countdown only: state tables that cap the PRM's score (problems.countdown_value)
+      legality: models/countdown-legality  # optional, countdown only: a token PRM of one-step legality that caps it too (countdown_value.LegalityCappedPRM)
       format: {sep: "ки", eos: "<|im_end|>", positive: "+", negative: "-", chat_template: false}
     engine: {max_model_len: 2048}          # any EngineConfig field (vLLM knobs)
     search: {max_step_tokens: 128}         # any strategies.SearchConfig field
@@ -52,6 +53,7 @@ class ModelSpec:
     kind: str = "token"  # PRM only
     url: str | None = None  # a running `vllm serve` of this model to use instead of an engine in this process
     value: str | None = None  # PRM only: a countdown value model (state tables) that caps the PRM's scores
+    legality: str | None = None  # PRM only: a countdown legality model (a token PRM of one-step legality) that caps them too
 
     def path(self) -> Path | str:
         """The model to load: a local:NAME built on this machine, a directory (relative to the
@@ -100,9 +102,10 @@ class Recipe:
         return Policy(model or self.policy_spec.path(), self.policy_spec.format, config or self.engine_config(), url=url or self.policy_spec.url)
 
     def prm(self, config: EngineConfig | None = None, model: str | None = None, backend: str = "vllm", url: str | None = None,
-            value: str | None = None):
+            value: str | None = None, legality: str | None = None):
         """The PRM: vLLM in this process, the server at url (argument, else the recipe's), or transformers (backend hf);
-        capped by a value model (argument, else the recipe's; "none": the PRM alone)."""
+        capped by a value model and a legality model (each: argument, else the recipe's; "none": without it).
+        The legality model is served like the PRM (same backend, same step format), in this process."""
         from engine import HFPRM, VLLMPRM, VLLMClassifierPRM
 
         if self.prm_spec is None:
@@ -112,7 +115,15 @@ class Recipe:
         value = None if value == "none" else value
         if value and self.world != "countdown":
             raise RecipeError(f"recipe {self.name!r}: a value model reads countdown states; the recipe's world is {self.world!r}")
+        legality = legality or self.prm_spec.legality
+        legality = None if legality == "none" else legality
+        if legality and (self.world != "countdown" or self.prm_spec.kind != "token"):
+            raise RecipeError(f"recipe {self.name!r}: a legality model reads countdown steps beside a token PRM; the recipe's world is "
+                              f"{self.world!r}, its PRM {self.prm_spec.kind!r}")
         tables = self._value_tables(value) if value else None  # a bad directory is an error before an engine starts
+        legality_path = self._local_path(legality) if legality else None
+        if legality_path is not None and not (Path(legality_path) / "config.json").is_file():
+            raise RecipeError(f"legality model directory {legality_path} has no config.json (train one: python -m trainers.prm --legality_problems N)")
         if backend == "hf":
             prm = HFPRM(path, fmt, kind=self.prm_spec.kind)
         elif self.prm_spec.kind == "classifier":
@@ -121,18 +132,23 @@ class Recipe:
             prm = VLLMClassifierPRM(path, fmt, config or self.engine_config())
         else:
             prm = VLLMPRM(path, fmt, config or self.engine_config(), url=url)
-        if tables is None:
-            return prm
-        from problems.countdown_value import ValueCappedPRM
+        from problems.countdown_value import LegalityCappedPRM, ValueCappedPRM
 
-        return ValueCappedPRM(prm, tables)
+        if legality_path is not None:
+            judge = HFPRM(legality_path, fmt) if backend == "hf" else VLLMPRM(legality_path, fmt, config or self.engine_config())
+            prm = LegalityCappedPRM(prm, judge)
+        return prm if tables is None else ValueCappedPRM(prm, tables)
 
     @staticmethod
-    def _value_tables(value: str):
+    def _local_path(model: str) -> Path:
+        path = Path(model).expanduser()
+        return path if path.is_absolute() or path.exists() else REPO_ROOT / path
+
+    @classmethod
+    def _value_tables(cls, value: str):
         from problems.countdown_value import load_tables
 
-        path = Path(value).expanduser()
-        return load_tables(path if path.is_absolute() or path.exists() else REPO_ROOT / path)
+        return load_tables(cls._local_path(value))
 
 
 def _check_keys(where: str, given: dict, allowed) -> None:
@@ -144,7 +160,7 @@ def _check_keys(where: str, given: dict, allowed) -> None:
 def _model_spec(where: str, raw: Any, prm: bool) -> ModelSpec:
     if not isinstance(raw, dict) or not isinstance(raw.get("model"), str):
         raise RecipeError(f"{where}: needs a mapping with a 'model' (a directory, a hub id or local:NAME)")
-    _check_keys(where, raw, {"model", "format", "kind", "url", "value"} if prm else {"model", "format", "url"})
+    _check_keys(where, raw, {"model", "format", "kind", "url", "value", "legality"} if prm else {"model", "format", "url"})
     fmt_raw = raw.get("format", {})
     if not isinstance(fmt_raw, dict):
         raise RecipeError(f"{where}.format: must be a mapping of StepFormat fields")
@@ -156,9 +172,10 @@ def _model_spec(where: str, raw: Any, prm: bool) -> ModelSpec:
     kind = raw.get("kind", "token")
     if kind not in PRM_KINDS:
         raise RecipeError(f"{where}.kind: must be one of {PRM_KINDS}, got {kind!r}")
-    if raw.get("value") is not None and not isinstance(raw["value"], str):
-        raise RecipeError(f"{where}.value: must be a directory of a countdown value model")
-    return ModelSpec(raw["model"], fmt, kind, raw.get("url"), raw.get("value"))
+    for key in ("value", "legality"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise RecipeError(f"{where}.{key}: must be a directory of a countdown {key} model")
+    return ModelSpec(raw["model"], fmt, kind, raw.get("url"), raw.get("value"), raw.get("legality"))
 
 
 def load_recipe(path: str | Path) -> Recipe:

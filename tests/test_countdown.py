@@ -353,6 +353,22 @@ def test_slipped_walks_slip_only_where_min_before_numbers_are_left():
     assert {2, 3, 4} <= anywhere
 
 
+def test_legality_steps_pose_each_state_of_a_walk_with_its_own_step_and_a_near_miss():
+    problems = cd.fresh_problems(30, seed=2)
+    rows = cd.legality_steps(problems, 1, seed=5)
+    assert rows == cd.legality_steps(problems, 1, seed=5)
+    targets = {p.target for p in problems}
+    kinds = set()
+    for r in rows:
+        target, state = cd.parse_question(r["question"])
+        [step] = r["completions"]
+        assert target in targets and r["labels"] == [cd.apply_step(state, step) is not None]  # legality alone, dead ends included
+        kinds.add(cd.slip_kind(state, step))
+    legal = sum(r["labels"][0] for r in rows)
+    assert legal > 40 and len(rows) - legal > 40 and len(kinds) >= 6  # None (legal) and five kinds of slip at least
+    assert any(len(cd.parse_question(r["question"])[1]) == 2 for r in rows) and any(len(cd.parse_question(r["question"])[1]) == 6 for r in rows)
+
+
 def test_claimed_walks_pair_a_solved_walk_with_a_near_miss_claim():
     problems = cd.fresh_problems(40, seed=6)
     rows = cd.claimed_walks(problems, 1, seed=2)
@@ -543,7 +559,9 @@ def test_slips_passed_by_hand():
     scores = [[0.9, 0.7], [0.2], [0.4, 0.9], [0.9], [0.2, 0.1]]
     report = slips_passed(rows, scores, threshold=0.5)
     assert report == {"3 numbers before": {"passed": 1.0, "slips": 1}, "4 numbers before": {"passed": 0.0, "slips": 2},
-                      "absent": {"passed": 0.0, "slips": 1}, "inexact": {"passed": 0.5, "slips": 2}}
+                      "absent": {"passed": 0.0, "slips": 1}, "inexact": {"passed": 0.5, "slips": 2},
+                      "3 numbers before, inexact": {"passed": 1.0, "slips": 1}, "4 numbers before, absent": {"passed": 0.0, "slips": 1},
+                      "4 numbers before, inexact": {"passed": 0.0, "slips": 1}}
 
 
 def test_prm_eval_slips_scores_held_out_corrupted_walks_and_division_pairs_of_dev_problems():
@@ -557,7 +575,7 @@ def test_prm_eval_slips_scores_held_out_corrupted_walks_and_division_pairs_of_de
     dev = cd.load_split("dev")[:4]
     rows = cd.corrupted_paths(dev, 4, seed=0) + cd.inexact_division_paths(dev, 2, seed=0)
     slips = sum(cd.verify_steps(r["question"], r["completions"]).first_error is not None for r in rows)
-    kinds = {k: v for k, v in report["slips_passed"].items() if not k.endswith("numbers before")}
+    kinds = {k: v for k, v in report["slips_passed"].items() if "numbers before" not in k}
     assert report["paths"] == len(rows) and sum(v["slips"] for v in kinds.values()) == slips > 0
     assert "inexact" in kinds and all(0 <= v["passed"] <= 1 for v in report["slips_passed"].values())
 
@@ -659,6 +677,42 @@ def test_value_capped_prm_caps_only_the_steps_its_tables_read(tmp_path):
     assert got[1] == [0.5] and got[2] == [0.9]
 
 
+def test_posed_steps_pose_each_step_from_the_numbers_the_step_before_claims():
+    from engine.types import StepPath
+    from problems.countdown_value import posed_steps
+
+    path = StepPath("17:7 10 10 11 13 14", ("11-7=4|4 10 10 13 14", "13-10=3|3 4 10 14", "14/7=2|2 3 10"))
+    assert posed_steps(path) == [StepPath("17:7 10 10 11 13 14", ("11-7=4|4 10 10 13 14",)),
+                                 StepPath("17:4 10 10 13 14", ("13-10=3|3 4 10 14",)),
+                                 StepPath("17:3 4 10 14", ("14/7=2|2 3 10",))]  # the absent 7 is plain here
+    assert posed_steps(StepPath("17:3 4 10", ("ten", "4-3=1|1 10"))) == [StepPath("17:3 4 10", ("ten",)), None]
+    assert posed_steps(StepPath("what is 2+2", ("4",))) == [None]
+
+
+def test_legality_capped_prm_takes_the_minimum_scoring_each_posed_step_once():
+    """problems.countdown_value.LegalityCappedPRM: min(PRM, legality model on the posed step), each posed step scored once a call."""
+    from engine.types import Cost, Scores, StepPath
+    from problems.countdown_value import LegalityCappedPRM
+
+    class FakePRM:
+        fmt = None
+
+        def __init__(self, score):
+            self.asked, self.rule = [], score
+
+        def score(self, paths):
+            self.asked.append(list(paths))
+            return Scores([[self.rule(p, k) for k in range(len(p.steps))] for p in paths], Cost(prm_calls=1))
+
+    prm = FakePRM(lambda p, k: 0.9)
+    judge = FakePRM(lambda p, k: 0.1 if "7" in p.steps[0].split("=")[0] else 0.95)  # "illegal" when an operand has a 7
+    capped = LegalityCappedPRM(prm, judge)
+    paths = [StepPath("17:3 4 10 14", ("14-4=10|3 10 10", "10/7=1|1 3")), StepPath("17:3 4 10 14", ("14-4=10|3 10 10",))]
+    out = capped.score(paths)
+    assert out.scores == [[0.9, 0.1], [0.9]] and out.cost.prm_calls == 2
+    assert judge.asked == [[StepPath("17:3 4 10 14", ("14-4=10|3 10 10",)), StepPath("17:3 10 10", ("10/7=1|1 3",))]]  # the shared one once
+
+
 def test_value_model_directory_errors(tmp_path):
     from engine.models import ModelDirError
     from problems.countdown_value import load_tables
@@ -710,6 +764,10 @@ def test_the_countdown_recipe_caps_its_prm_with_the_shipped_value_model():
     assert plain[0][0] > 0.5  # the shipped PRM judges legality alone where a table reads the state: the legal dead end passes it
     with pytest.raises(RecipeError, match="reads countdown states"):
         load_recipe("recipes/arith.yaml").prm(backend="hf", value="models/countdown-value")
+    with pytest.raises(RecipeError, match="legality model reads countdown steps"):
+        load_recipe("recipes/arith.yaml").prm(backend="hf", legality="models/countdown-policy")
+    with pytest.raises(RecipeError, match="has no config.json"):
+        recipe.prm(backend="hf", legality="no/such/dir")
     import subprocess
     import sys
 

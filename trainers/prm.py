@@ -68,6 +68,7 @@ class PRMConfig(StepTrainingArguments, FreshModelArguments):
     corrupted_per_problem: int = field(default=2, metadata={"help": "Corrupted walks per problem (also of --inexact_problems)."})
     inexact_problems: int = field(default=0, metadata={"help": "Countdown: also corrupted walks whose slip is always an inexact division, floored or rounded (countdown.inexact_division_paths; `34/6=5`, the policy's commonest illegal step) on this many fresh problems. Written to rollouts/inexact.jsonl (reused on a rerun) and trained on with the rest."})
     slip_pair_problems: int = field(default=0, metadata={"help": "Countdown: also slip pairs on this many fresh problems (countdown.slip_pairs: a walk cut at a near-miss of any kind taken from five or six numbers, and its twin cut at the walk's own legal step there; problems with fewer numbers give none). Written to rollouts/slip_pairs.jsonl (reused on a rerun) and trained on with the rest."})
+    legality_problems: int = field(default=0, metadata={"help": "Countdown: also one-step legality rows on this many fresh problems (countdown.legality_steps: each state of a walk posed as a question, its own step Positive and a near-miss of it Negative; labels are legality alone), for a legality model. Written to rollouts/legality.jsonl (reused on a rerun) and trained on with the rest."})
     claimed_problems: int = field(default=0, metadata={"help": "Countdown: also oracle-labelled claim pairs on this many fresh problems (countdown.claimed_walks: a random walk with the target set to where it ends, all Positive, and the same walk claiming a near-miss target, Negative at the end; no policy needed). Written to rollouts/claimed.jsonl (reused on a rerun) and trained on with the rest."})
     claimed_per_problem: int = field(default=1, metadata={"help": "Claim pairs per problem."})
     legality_left: str | None = field(default=None, metadata={"help": "Countdown: at steps that leave this many numbers (comma-separated, e.g. 3,4: what the value model reads), train on legality alone (countdown.legality_labels: Positive iff legal so far), for a PRM served capped by the value model, which judges reachability there. The held-out --eval_file keeps the oracle's labels."})
@@ -158,6 +159,7 @@ ORACLE_DATA = {  # kind: (world function, seed offset, the config fields of its 
     "claimed": ("claimed_walks", 71_000, "claimed_problems", "claimed_per_problem"),
     "inexact": ("inexact_division_paths", 89_000, "inexact_problems", "corrupted_per_problem"),
     "slip_pairs": ("slip_pairs", 97_000, "slip_pair_problems", "corrupted_per_problem"),
+    "legality": ("legality_steps", 101_000, "legality_problems", "corrupted_per_problem"),
 }
 
 
