@@ -641,9 +641,11 @@ def legality_steps(problems: Sequence[CountdownProblem], per_problem: int, seed:
     Steps are Markov (each writes every number it leaves), so whether step k is legal depends
     only on the numbers step k-1 claims: a step posed as the one step of the question
     "{target}:{those numbers}" is judged exactly as inside its path. Per problem, `per_problem`
-    walks (`reachable_walk`); at every state of each, the walk's own step (Positive) and a
-    near-miss of it (`corrupt_step`, any kind; an absent operand is one the walk spent first),
-    Negative. Rows are {"question", "completions": [step], "labels": [legal]}, each once."""
+    walks (`reachable_walk`); at every state of each, the walk's own step and a legal move drawn
+    from the state (Positive), and a near-miss of each (`corrupt_step`, any kind; an absent
+    operand is one the walk spent first), Negative. The drawn move keeps the labels balanced
+    where the walk's own steps repeat across problems (from two numbers, the step that makes
+    the target). Rows are {"question", "completions": [step], "labels": [legal]}, each once."""
     rng = random.Random(seed)
     rows: dict[tuple, dict] = {}
     for p in problems:
@@ -651,9 +653,10 @@ def legality_steps(problems: Sequence[CountdownProblem], per_problem: int, seed:
             spent = list(p.numbers)
             for state, step in reachable_walk(p, rng):
                 question = question_text(p.target, state)
-                bad = corrupt_step(state, step, rng, spent)
-                for s, legal in [(step, True)] + ([(bad[0], False)] if bad else []):
-                    rows.setdefault((question, s), {"question": question, "completions": [s], "labels": [legal]})
+                for legal in dict.fromkeys((step, rng.choice(moves(state))[0])):
+                    bad = corrupt_step(state, legal, rng, spent)
+                    for s, ok in [(legal, True)] + ([(bad[0], False)] if bad else []):
+                        rows.setdefault((question, s), {"question": question, "completions": [s], "labels": [ok]})
                 spent.append(parse_step(step)[3])
     return list(rows.values())
 

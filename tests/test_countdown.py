@@ -762,6 +762,12 @@ def test_the_countdown_recipe_caps_its_prm_with_the_shipped_value_model():
     assert all(g <= p for gs, ps in zip(got, plain) for g, p in zip(gs, ps))
     assert got[0][0] < 0.5 and min(got[1]) > 0.5
     assert plain[0][0] > 0.5  # the shipped PRM judges legality alone where a table reads the state: the legal dead end passes it
+    # a legality model caps it too, served like the PRM (any token PRM in its format serves here: the PRM itself)
+    from problems.countdown_value import LegalityCappedPRM
+
+    judged = recipe.prm(backend="hf", legality=str(MODELS_DIR / "countdown-prm"))
+    assert isinstance(judged, ValueCappedPRM) and isinstance(judged.prm, LegalityCappedPRM)
+    assert all(j <= g for js, gs in zip(judged.score(paths).scores, got) for j, g in zip(js, gs))
     with pytest.raises(RecipeError, match="reads countdown states"):
         load_recipe("recipes/arith.yaml").prm(backend="hf", value="models/countdown-value")
     with pytest.raises(RecipeError, match="legality model reads countdown steps"):
