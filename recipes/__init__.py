@@ -122,7 +122,7 @@ class Recipe:
                               f"{self.world!r}, its PRM {self.prm_spec.kind!r}")
         tables = self._value_tables(value) if value else None  # a bad directory is an error before an engine starts
         legality_path = self._local_path(legality) if legality else None
-        if legality_path is not None and not (Path(legality_path) / "config.json").is_file():
+        if legality_path is not None and not (legality_path / "config.json").is_file():
             raise RecipeError(f"legality model directory {legality_path} has no config.json (train one: python -m trainers.prm --legality_problems N)")
         if backend == "hf":
             prm = HFPRM(path, fmt, kind=self.prm_spec.kind)
