@@ -500,7 +500,8 @@ def test_prm_eval_rescores_a_runs_candidates_and_picks_as_best_of_n_would(tmp_pa
         assert report["within_problem_auroc"] == 1.0 and report["best_of_n"]["selection"] == selection
     assert Oracle.calls == [2, 2]  # the duplicate scored once
     assert report["best_of_n"]["accuracy"] == 1.0 and report["best_of_n"]["aggregation"] == "prod"
-    assert report["slips_passed"] == {"result": {"passed": 0.0, "slips": 1}, "2 numbers before": {"passed": 0.0, "slips": 1}}  # "=1|1": scored 0.3
+    assert report["slips_passed"] == {"result": {"passed": 0.0, "slips": 1}, "2 numbers before": {"passed": 0.0, "slips": 1},
+                                      "2 numbers before, result": {"passed": 0.0, "slips": 1}}  # "=1|1": scored 0.3
     (tmp_path / "summary.json").write_text(json.dumps({"strategy": "dfs"}))
     with pytest.raises(SystemExit, match="no PRM steered"):
         main(["--run", str(tmp_path), "--dataset", "countdown-test", "--rescore"])
