@@ -106,17 +106,12 @@ def load_tables(model_dir: str | Path) -> list[StateTable]:
     return tables
 
 
-class ValueCappedPRM:
-    """A PRM whose score on each step a table reads is capped by the table's P(reachable).
+class CappedPRM:
+    """What a PRM wrapper that lowers some of its scores shares: the wrapped PRM's format,
+    encoder and length limit, and its caches cleared with the wrapper's own (`_reset`)."""
 
-    The PRM scores every step of a path again each call (its prefix cache makes that cheap);
-    the tables' answers are kept the same way, per (target, numbers), so a step's state is
-    read by a table once, not once per extension of its path."""
-
-    def __init__(self, prm, tables: Sequence[StateTable]):
+    def __init__(self, prm):
         self.prm, self.fmt = prm, prm.fmt
-        self.tables = {t.left: t for t in tables}  # numbers left -> table
-        self.known: dict[tuple[int, tuple[int, ...]], float] = {}  # (target, numbers) -> P(reachable)
 
     @property
     def encoder(self):
@@ -128,6 +123,25 @@ class ValueCappedPRM:
 
     def reset_caches(self) -> None:
         self.prm.reset_caches()
+        self._reset()
+
+    def _reset(self) -> None:
+        pass
+
+
+class ValueCappedPRM(CappedPRM):
+    """A PRM whose score on each step a table reads is capped by the table's P(reachable).
+
+    The PRM scores every step of a path again each call (its prefix cache makes that cheap);
+    the tables' answers are kept the same way, per (target, numbers), so a step's state is
+    read by a table once, not once per extension of its path."""
+
+    def __init__(self, prm, tables: Sequence[StateTable]):
+        super().__init__(prm)
+        self.tables = {t.left: t for t in tables}  # numbers left -> table
+        self.known: dict[tuple[int, tuple[int, ...]], float] = {}  # (target, numbers) -> P(reachable)
+
+    def _reset(self) -> None:
         self.known.clear()
 
     def score(self, paths: Sequence[StepPath]) -> Scores:
@@ -168,7 +182,7 @@ def posed_steps(path: StepPath) -> list[StepPath | None]:
     return out
 
 
-class LegalityCappedPRM:
+class LegalityCappedPRM(CappedPRM):
     """A countdown PRM whose score on each step is capped by a legality model's: a token PRM
     trained on one-step rows labelled by legality alone (countdown.legality_steps), reading the
     step posed from the numbers before it (`posed_steps`). The token PRM judges a step by the
@@ -177,18 +191,10 @@ class LegalityCappedPRM:
     transition. Each posed step is scored once per call, however many paths share it."""
 
     def __init__(self, prm, legality):
-        self.prm, self.legality, self.fmt = prm, legality, prm.fmt
+        super().__init__(prm)
+        self.legality = legality
 
-    @property
-    def encoder(self):
-        return self.prm.encoder
-
-    @property
-    def max_len(self) -> int:
-        return self.prm.max_len
-
-    def reset_caches(self) -> None:
-        self.prm.reset_caches()
+    def _reset(self) -> None:
         self.legality.reset_caches()
 
     def score(self, paths: Sequence[StepPath]) -> Scores:
