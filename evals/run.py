@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--policy", default=None, help=f"policy model directory (default: the recipe's, else {DEFAULT_POLICY.relative_to(DEFAULT_POLICY.parents[1])})")
     parser.add_argument("--prm", default=None, help=f"PRM model directory (default: the recipe's, else {DEFAULT_PRM.relative_to(DEFAULT_PRM.parents[1])}), or 'oracle': an embedded world's exact process labels")
     parser.add_argument("--value", default=None, help="countdown: a value model (state tables, problems.countdown_value) that caps the PRM's scores (default: the recipe's), or 'none': the PRM alone")
-    parser.add_argument("--legality", default=None, help="countdown: a legality model (a token PRM of one-step legality, problems.countdown_value.LegalityCappedPRM) "
+    parser.add_argument("--legality", default=None, help="countdown: a legality model (problems.countdown_legality; problems.countdown_value.LegalityCappedPRM) "
                         "that caps the PRM's scores (default: the recipe's), or 'none': without it")
     parser.add_argument("--policy-url", default=None, help="a running `vllm serve` of the policy (http://host:port) instead of an engine in this process")
     parser.add_argument("--prm-url", default=None, help="a running `vllm serve --logprobs-mode processed_logprobs` of the token PRM")

@@ -183,12 +183,13 @@ def posed_steps(path: StepPath) -> list[StepPath | None]:
 
 
 class LegalityCappedPRM(CappedPRM):
-    """A countdown PRM whose score on each step is capped by a legality model's: a token PRM
-    trained on one-step rows labelled by legality alone (countdown.legality_steps), reading the
-    step posed from the numbers before it (`posed_steps`). The token PRM judges a step by the
-    numbers it claims and barely checks how it got there (TRAINING.md, session 21: it passes
-    every absent operand taken from four or more numbers); the legality model reads only the
-    transition. Each posed step is scored once per call, however many paths share it."""
+    """A countdown PRM whose score on each step is capped by a legality model's, reading the step
+    posed from the numbers before it (`posed_steps`): the shipped one is problems.countdown_legality
+    (a net that checks the bookkeeping and recomputes the arithmetic); a token PRM trained on
+    one-step rows labelled by legality alone (countdown.legality_steps) serves too. The token PRM
+    judges a step by the numbers it claims and barely checks how it got there (README: it
+    passes every absent operand taken from four or more numbers); the legality model reads only
+    the transition. Each posed step is scored once per call, however many paths share it."""
 
     def __init__(self, prm, legality):
         super().__init__(prm)

@@ -17,7 +17,7 @@ A recipe file:
       kind: token                          # token: label tokens read at SEP; classifier: a 2-class head at SEP
       model: local:shepherd-prm-standin
       value: models/countdown-value        # optional, countdown only: state tables that cap the PRM's score (problems.countdown_value)
-      legality: models/countdown-legality  # optional, countdown only: a token PRM of one-step legality that caps it too (countdown_value.LegalityCappedPRM)
+      legality: models/countdown-legality  # optional, countdown only: a legality model that caps it too (countdown_value.LegalityCappedPRM)
       format: {sep: "ки", eos: "<|im_end|>", positive: "+", negative: "-", chat_template: false}
     engine: {max_model_len: 2048}          # any EngineConfig field (vLLM knobs)
     search: {max_step_tokens: 128}         # any strategies.SearchConfig field
@@ -53,7 +53,7 @@ class ModelSpec:
     kind: str = "token"  # PRM only
     url: str | None = None  # a running `vllm serve` of this model to use instead of an engine in this process
     value: str | None = None  # PRM only: a countdown value model (state tables) that caps the PRM's scores
-    legality: str | None = None  # PRM only: a countdown legality model (a token PRM of one-step legality) that caps them too
+    legality: str | None = None  # PRM only: a countdown legality model (problems.countdown_legality, or a token PRM of one-step legality) that caps them too
 
     def path(self) -> Path | str:
         """The model to load: a local:NAME built on this machine, a directory (relative to the
@@ -105,7 +105,8 @@ class Recipe:
             value: str | None = None, legality: str | None = None):
         """The PRM: vLLM in this process, the server at url (argument, else the recipe's), or transformers (backend hf);
         capped by a value model and a legality model (each: argument, else the recipe's; "none": without it).
-        The legality model is served like the PRM (same backend, same step format), in this process."""
+        A legality model is a countdown_legality net (trainers.countdown_legality), or a token PRM of one-step legality
+        (trainers.prm --legality_problems) served like the PRM (same backend, same step format), in this process."""
         from engine import HFPRM, VLLMPRM, VLLMClassifierPRM
 
         if self.prm_spec is None:
@@ -123,7 +124,10 @@ class Recipe:
         tables = self._value_tables(value) if value else None  # a bad directory is an error before an engine starts
         legality_path = self._local_path(legality) if legality else None
         if legality_path is not None and not (legality_path / "config.json").is_file():
-            raise RecipeError(f"legality model directory {legality_path} has no config.json (train one: python -m trainers.prm --legality_problems N)")
+            raise RecipeError(f"legality model directory {legality_path} has no config.json (train one: python -m trainers.countdown_legality)")
+        from problems.countdown_legality import is_legality_dir, load_legality
+
+        judge = load_legality(legality_path) if legality_path is not None and is_legality_dir(legality_path) else None  # else a token PRM, below
         if backend == "hf":
             prm = HFPRM(path, fmt, kind=self.prm_spec.kind)
         elif self.prm_spec.kind == "classifier":
@@ -135,7 +139,8 @@ class Recipe:
         from problems.countdown_value import LegalityCappedPRM, ValueCappedPRM
 
         if legality_path is not None:
-            judge = HFPRM(legality_path, fmt) if backend == "hf" else VLLMPRM(legality_path, fmt, config or self.engine_config())
+            if judge is None:
+                judge = HFPRM(legality_path, fmt) if backend == "hf" else VLLMPRM(legality_path, fmt, config or self.engine_config())
             prm = LegalityCappedPRM(prm, judge)
         return prm if tables is None else ValueCappedPRM(prm, tables)
 

@@ -747,7 +747,8 @@ def test_countdown_value_trainer_is_seeded_and_writes_a_loadable_model(tmp_path)
 
 
 def test_the_countdown_recipe_caps_its_prm_with_the_shipped_value_model():
-    """recipes/countdown.yaml: the token PRM capped by models/countdown-value; value "none" is the PRM alone; only countdown takes one."""
+    """recipes/countdown.yaml: the token PRM capped by models/countdown-value and models/countdown-legality; "none" leaves either
+    out; only countdown takes them."""
     from engine.types import StepPath
     from problems.countdown_value import ValueCappedPRM
     from recipes import RecipeError, load_recipe
@@ -763,12 +764,18 @@ def test_the_countdown_recipe_caps_its_prm_with_the_shipped_value_model():
     assert all(g <= p for gs, ps in zip(got, plain) for g, p in zip(gs, ps))
     assert got[0][0] < 0.5 and min(got[1]) > 0.5
     assert plain[0][0] > 0.5  # the shipped PRM judges legality alone where a table reads the state: the legal dead end passes it
-    # a legality model caps it too, served like the PRM (any token PRM in its format serves here: the PRM itself)
+    # the shipped legality model caps it too; "none" leaves it out; a token PRM of one-step legality is served like
+    # the PRM (any token PRM in its format serves here: the PRM itself)
+    from problems.countdown_legality import LegalityModel
     from problems.countdown_value import LegalityCappedPRM
 
+    assert isinstance(capped.prm, LegalityCappedPRM) and isinstance(capped.prm.legality, LegalityModel)
+    unjudged = recipe.prm(backend="hf", legality="none")
+    assert isinstance(unjudged, ValueCappedPRM) and not isinstance(unjudged.prm, LegalityCappedPRM)
+    assert all(g <= u for gs, us in zip(got, unjudged.score(paths).scores) for g, u in zip(gs, us))
     judged = recipe.prm(backend="hf", legality=str(MODELS_DIR / "countdown-prm"))
-    assert isinstance(judged, ValueCappedPRM) and isinstance(judged.prm, LegalityCappedPRM)
-    assert all(j <= g for js, gs in zip(judged.score(paths).scores, got) for j, g in zip(js, gs))
+    assert isinstance(judged, ValueCappedPRM) and isinstance(judged.prm.legality, type(unjudged.prm))
+    assert all(j <= u for js, us in zip(judged.score(paths).scores, unjudged.score(paths).scores) for j, u in zip(js, us))
     with pytest.raises(RecipeError, match="reads countdown states"):
         load_recipe("recipes/arith.yaml").prm(backend="hf", value="models/countdown-value")
     with pytest.raises(RecipeError, match="legality model reads countdown steps"):

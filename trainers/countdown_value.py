@@ -24,6 +24,7 @@ import random
 import time
 from multiprocessing import Pool
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -67,9 +68,10 @@ def distinct_walks(count: int, left: int, procs: int) -> dict[tuple[int, ...], l
 
 
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, lr: float, device: torch.device,
-        steps: int | None = None, minutes: float | None = None, warmup: int = 200) -> int:
-    """Minibatches drawn with replacement, AdamW, BCE on the logits, linear warm-up then cosine
-    decay over `steps` (or over `minutes` of wall-clock time); returns the steps taken."""
+        steps: int | None = None, minutes: float | None = None, warmup: int = 200, extra_loss: Callable[[], torch.Tensor] | None = None) -> int:
+    """Minibatches drawn with replacement, AdamW, BCE on the logits (plus `extra_loss()`, a loss
+    of the model's own, each step), linear warm-up then cosine decay over `steps` (or over
+    `minutes` of wall-clock time); returns the steps taken."""
     from trainers.common import time_cosine_factor
 
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
@@ -83,6 +85,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, lr: floa
         idx = torch.randint(len(x), (batch,), device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             loss = nn.functional.binary_cross_entropy_with_logits(model(x[idx]).float(), y[idx])
+            if extra_loss is not None:
+                loss = loss + extra_loss()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
