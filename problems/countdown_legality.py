@@ -41,7 +41,6 @@ SLOTS = 7  # the most numbers a state it reads holds (six, and one a slip adds)
 NONE = cd.MAX_VALUE + 1  # the index of a number out of 1..1000, and the result class "no legal result"
 VOCAB = NONE + 1  # 0 pads a state
 A, OP, B, C = 2 * SLOTS, 2 * SLOTS + 1, 2 * SLOTS + 2, 2 * SLOTS + 3  # the columns after the two states
-ROW = 2 * SLOTS + 4
 
 
 def number_index(n: int) -> int:
@@ -107,20 +106,11 @@ class LegalityModel:
         self.known.clear()
 
     def score(self, paths: Sequence[StepPath]) -> Scores:
-        keys: list[tuple[tuple[int, ...], str] | None] = []
-        new: dict[tuple[tuple[int, ...], str], list[int]] = {}
-        for path in paths:
-            parsed = cd.parse_question(path.question)
-            key = (parsed[1], path.steps[0]) if parsed is not None and len(path.steps) == 1 else None
-            if key is not None and key not in self.known and key not in new:
-                row = encode(*key)
-                key = key if row is not None else None
-                if row is not None:
-                    new[key] = row
-            keys.append(key)
+        keys = [(parsed[1], path.steps[0]) if (parsed := cd.parse_question(path.question)) and len(path.steps) == 1 else None for path in paths]
+        new = {key: row for key in dict.fromkeys(keys) if key is not None and key not in self.known and (row := encode(*key)) is not None}
         if new:
             self.known.update(zip(new, predict(self.net, torch.tensor(list(new.values()))).tolist()))
-        return Scores([[self.known[k] if k is not None else 1.0] for k in keys], Cost())
+        return Scores([[self.known.get(key, 1.0)] for key in keys], Cost())  # what it cannot read leaves the cap unchanged
 
 
 def save_legality(net: LegalityNet, out_dir: str | Path) -> None:

@@ -125,9 +125,11 @@ class Recipe:
         legality_path = self._local_path(legality) if legality else None
         if legality_path is not None and not (legality_path / "config.json").is_file():
             raise RecipeError(f"legality model directory {legality_path} has no config.json (train one: python -m trainers.countdown_legality)")
-        from problems.countdown_legality import is_legality_dir, load_legality
+        judge = None  # a countdown_legality net; else the legality model is a token PRM, served below
+        if legality_path is not None:
+            from problems.countdown_legality import is_legality_dir, load_legality
 
-        judge = load_legality(legality_path) if legality_path is not None and is_legality_dir(legality_path) else None  # else a token PRM, below
+            judge = load_legality(legality_path) if is_legality_dir(legality_path) else None
         if backend == "hf":
             prm = HFPRM(path, fmt, kind=self.prm_spec.kind)
         elif self.prm_spec.kind == "classifier":
